@@ -1,0 +1,1 @@
+"""Subcommands of ``asm-monitor``; each module has ``register(subparsers)``."""

@@ -1,0 +1,131 @@
+"""Findings -> flags with stable ids.
+
+``flag_id`` is derived from the rule, the AOI and the site id (or, for mining with no site,
+the grid cell of the footprint), so the same problem keeps its id night after night and an
+NGO is told about it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+
+from pipeline.comply.rules import RULEBOOK_VERSION, RULES
+from pipeline.records import WGS84
+
+FLAG_COLUMNS = [
+    "flag_id",
+    "rule_id",
+    "rule_version",
+    "rulebook_version",
+    "severity",
+    "status",
+    "aoi_id",
+    "site_id",
+    "site_name",
+    "licence_status",
+    "licence_kind",
+    "detection_ids",
+    "area_ha",
+    "mined_area_ha",
+    "first_seen",
+    "last_seen",
+    "periods",
+    "reason",
+    "clause",
+    "lon",
+    "lat",
+    "run_id",
+]
+SEVERITY_ORDER = {"info": 0, "low": 1, "medium": 2, "high": 3}
+
+
+def flag_id(rule_id: str, aoi_id: str, key: str) -> str:
+    """Stable id: first 16 hex digits of SHA-256 of rule, AOI and site id / cell key."""
+    return hashlib.sha256(f"{rule_id}|{aoi_id}|{key}".encode()).hexdigest()[:16]
+
+
+class _Blank(dict[str, object]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def _reason(template: str, values: Mapping[str, Any]) -> str:
+    safe = _Blank(
+        {k: ("?" if v is None or (isinstance(v, float) and pd.isna(v)) else v) for k, v in values.items()}
+    )
+    try:
+        return template.format_map(safe)
+    except (ValueError, TypeError):
+        # a numeric format applied to a missing value: fall back to plain substitution
+        return template.format_map(_Blank({k: str(v) for k, v in safe.items()}))
+
+
+def build_flags(
+    findings: gpd.GeoDataFrame,
+    *,
+    aoi_id: str,
+    run_id: str,
+    sites: gpd.GeoDataFrame | None,
+    context: Mapping[str, Any],
+) -> gpd.GeoDataFrame:
+    """One flag per finding, in EPSG:4326, with status ``new`` (the lifecycle sets it later).
+
+    Parameters
+    ----------
+    findings
+        Rows with ``FINDING_COLUMNS`` of rules.py, in any CRS.
+    context
+        Values for the reason templates that are not in the finding (``aoi_name``,
+        ``designation``, ``near_site_m``...).
+    """
+    if findings.empty:
+        return gpd.GeoDataFrame(columns=[*FLAG_COLUMNS, "geometry"], geometry="geometry", crs=WGS84)
+    f = findings.to_crs(WGS84).reset_index(drop=True)
+    site_info = (
+        sites.set_index("site_id")[["name", "licence_status", "licence_kind", "phase"]]
+        if sites is not None and len(sites)
+        else pd.DataFrame(columns=["name", "licence_status", "licence_kind", "phase"])
+    )
+    rows = []
+    for rec, point in zip(f.to_dict("records"), f.geometry.representative_point(), strict=True):
+        rule = RULES[rec["rule_id"]]
+        site_id = rec.get("site_id")
+        site_id = site_id if isinstance(site_id, str) else None
+        info = site_info.loc[site_id].to_dict() if site_id and site_id in site_info.index else {}
+        values = {**context, **rec, **{k: v for k, v in info.items()}}
+        rows.append(
+            {
+                "flag_id": flag_id(rule.rule_id, aoi_id, site_id or str(rec.get("group_key"))),
+                "rule_id": rule.rule_id,
+                "rule_version": rule.version,
+                "rulebook_version": RULEBOOK_VERSION,
+                "severity": rule.severity,
+                "status": "new",
+                "aoi_id": aoi_id,
+                "site_id": site_id,
+                "site_name": info.get("name"),
+                "licence_status": info.get("licence_status"),
+                "licence_kind": info.get("licence_kind"),
+                "detection_ids": rec.get("detection_ids", ""),
+                "area_ha": round(float(rec.get("area_ha") or 0.0), 4),
+                "mined_area_ha": rec.get("mined_area_ha"),
+                "first_seen": rec.get("first_seen"),
+                "last_seen": rec.get("last_seen"),
+                "periods": rec.get("periods", ""),
+                "reason": _reason(rule.reason, values),
+                "clause": rule.clause,
+                "lon": round(point.x, 6),
+                "lat": round(point.y, 6),
+                "run_id": run_id,
+                "geometry": rec["geometry"],
+            }
+        )
+    out = gpd.GeoDataFrame(rows, geometry="geometry", crs=WGS84)
+    out["_sev"] = out["severity"].map(SEVERITY_ORDER)
+    out = out.sort_values(["_sev", "area_ha", "flag_id"], ascending=[False, False, True])
+    return out.drop(columns="_sev").reset_index(drop=True)

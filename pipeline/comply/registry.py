@@ -1,0 +1,254 @@
+"""Map a raw registry table to MineSite rows, and report every row it cannot use.
+
+Mapping decisions (the column mapping itself is in ``pipeline/data/formats.toml``):
+
+* SIGMINE ``PROCESSO`` is the title id. It repeats when one title has several polygons
+  (the Amapá 2021 file: 89 rows share 38 ids, same holder, different parts). Parts of one
+  title are merged into one MultiPolygon site and the merge is listed in the report. When
+  parts disagree on ``FASE`` the part with the latest ``ULT_EVENTO`` date wins and the other
+  parts are rejected as ``conflicting duplicate`` (never silently).
+* ``FASE`` decides ``licence_status`` / ``licence_kind`` / ``allows_extraction`` through the
+  ``phases`` table. An unknown phase is a rejected row, not a guess.
+* SIGMINE has no validity dates; ``licence_valid_from/to`` stay empty and
+  ``last_event_date`` is the date in ``ULT_EVENTO``.
+* Native registries give ``licence_status`` directly; a site allows extraction when the
+  status is ``active`` and its validity window (when given) has not ended.
+* Point sites (CSV lon/lat with ``radius_m``) become circles of that radius, drawn in the
+  site's UTM zone.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from pipeline.records import WGS84
+
+log = logging.getLogger(__name__)
+
+LICENCE_STATUSES = ("active", "suspended", "expired", "pending", "none")
+SITE_COLUMNS = [
+    "site_id",
+    "name",
+    "operator",
+    "licence_status",
+    "licence_kind",
+    "allows_extraction",
+    "phase",
+    "licence_valid_from",
+    "licence_valid_to",
+    "last_event_date",
+    "mineral",
+    "registry",
+    "radius_m",
+    "source_rows",
+]
+_DATE_RE = re.compile(r"(\d{2})/(\d{2})/(\d{4})")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A registry row that did not become a site, and why."""
+
+    row: int
+    """1-based row number in the source file."""
+    site_id: str | None
+    reason: str
+
+
+@dataclass
+class RegistryReport:
+    """What ``to_mine_sites`` did with every row."""
+
+    rows_read: int = 0
+    sites: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    merged: dict[str, list[int]] = field(default_factory=dict)
+    """site_id -> rows merged into that one multi-part site."""
+
+    def lines(self) -> list[str]:
+        """Human-readable report, one line per fact."""
+        out = [
+            f"rows read: {self.rows_read}",
+            f"sites: {self.sites}",
+            f"multi-part titles merged: {len(self.merged)} "
+            f"({sum(len(v) for v in self.merged.values())} rows)",
+            f"rows rejected: {len(self.rejected)}",
+        ]
+        out += [f"  row {r.row} ({r.site_id}): {r.reason}" for r in self.rejected]
+        return out
+
+
+def _event_date(text: Any) -> pd.Timestamp | None:
+    m = _DATE_RE.search(str(text)) if isinstance(text, str) else None
+    if not m:
+        return None
+    try:
+        return pd.Timestamp(int(m.group(3)), int(m.group(2)), int(m.group(1)))
+    except ValueError:
+        return None
+
+
+def _to_date(value: Any) -> pd.Timestamp | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        return None
+    return None if pd.isna(ts) else ts
+
+
+def _circles(frame: gpd.GeoDataFrame) -> gpd.GeoSeries:
+    """Buffer point geometries by ``radius_m`` in their UTM zone."""
+    geoms = frame.geometry.copy()
+    points = frame.geometry.geom_type == "Point"
+    if points.any():
+        sub = frame[points]
+        utm = sub.estimate_utm_crs()
+        radius = pd.to_numeric(sub.get("radius_m", 0), errors="coerce").fillna(0).clip(lower=1)
+        geoms[points] = sub.to_crs(utm).buffer(radius.to_numpy()).to_crs(WGS84).to_numpy()
+    return geoms
+
+
+def to_mine_sites(
+    raw: gpd.GeoDataFrame,
+    *,
+    spec: dict[str, Any],
+    aois: gpd.GeoDataFrame | None = None,
+) -> tuple[gpd.GeoDataFrame, RegistryReport]:
+    """MineSite table (EPSG:4326, ``SITE_COLUMNS`` + geometry) and the report of every row.
+
+    Parameters
+    ----------
+    raw
+        As read by :func:`pipeline.ingest.vectors.read_registry` (with ``source_row``).
+    spec
+        The registry's table from formats.toml.
+    aois
+        When given, rows that intersect no AOI are rejected as ``outside every AOI``.
+    """
+    report = RegistryReport(rows_read=len(raw))
+    col = spec.get
+    rows: list[dict[str, Any]] = []
+    phases: dict[str, dict[str, Any]] = spec.get("phases", {})
+    geoms = _circles(raw)
+    for i, rec in enumerate(raw.itertuples(index=False)):
+        r = rec._asdict()
+        row = int(r["source_row"])
+        site_id = r.get(col("site_id", "site_id"))
+        site_id = None if site_id is None or str(site_id).strip() in {"", "nan"} else str(site_id).strip()
+        geom = geoms.iloc[i]
+
+        def reject(reason: str, *, row: int = row, site_id: str | None = site_id) -> None:
+            report.rejected.append(Rejection(row, site_id, reason))
+
+        if site_id is None:
+            reject("missing site id")
+            continue
+        if geom is None or geom.is_empty:
+            reject("empty geometry")
+            continue
+        if not geom.is_valid:
+            import shapely
+
+            reject(f"invalid geometry ({shapely.is_valid_reason(geom)})")
+            continue
+        valid_from = _to_date(r.get(col("licence_valid_from", ""), None))
+        valid_to = _to_date(r.get(col("licence_valid_to", ""), None))
+        if valid_from is not None and valid_to is not None and valid_from > valid_to:
+            reject(f"dates inverted (valid from {valid_from.date()} after valid to {valid_to.date()})")
+            continue
+        if phases:
+            phase = str(r.get(col("phase", ""), "") or "").strip()
+            if phase not in phases:
+                reject(f"unknown licence phase {phase!r}; add it to the phases table")
+                continue
+            status = str(phases[phase]["status"])
+            kind = str(phases[phase]["kind"])
+            allows = bool(phases[phase]["allows_extraction"])
+        else:
+            status = str(r.get(col("licence_status", "licence_status"), "") or "").strip().lower()
+            if status not in LICENCE_STATUSES:
+                reject(f"unknown licence status {status!r}; use one of {', '.join(LICENCE_STATUSES)}")
+                continue
+            phase, kind = status, status
+            ended = valid_to is not None and valid_to < pd.Timestamp.now()
+            allows = status == "active" and not ended
+        rows.append(
+            {
+                "site_id": site_id,
+                "name": str(r.get(col("name", "name"), site_id) or site_id),
+                "operator": str(r.get(col("operator", "operator"), "") or ""),
+                "licence_status": status,
+                "licence_kind": kind,
+                "allows_extraction": allows,
+                "phase": phase,
+                "licence_valid_from": valid_from,
+                "licence_valid_to": valid_to,
+                "last_event_date": _event_date(r.get(col("last_event", ""), None)),
+                "mineral": str(r.get(col("mineral", "mineral"), "") or ""),
+                "registry": str(spec.get("registry", "")),
+                "radius_m": float(r["radius_m"])
+                if "radius_m" in r and r["radius_m"] == r["radius_m"]
+                else np.nan,
+                "source_rows": [row],
+                "geometry": geom,
+            }
+        )
+    sites = _merge_parts(rows, report, merge=spec.get("duplicates", "reject") == "merge")
+    frame = gpd.GeoDataFrame(sites, columns=[*SITE_COLUMNS, "geometry"], geometry="geometry", crs=WGS84)
+    if aois is not None and len(frame):
+        inside = frame.intersects(aois.to_crs(WGS84).union_all())
+        for rec in frame[~inside].itertuples():
+            for row in rec.source_rows:
+                report.rejected.append(Rejection(row, rec.site_id, "outside every AOI"))
+        frame = frame[inside]
+    frame["source_rows"] = frame["source_rows"].map(lambda rs: ",".join(map(str, rs)))
+    report.rejected.sort(key=lambda r: r.row)
+    report.sites = len(frame)
+    return frame.reset_index(drop=True), report
+
+
+def _merge_parts(rows: list[dict[str, Any]], report: RegistryReport, *, merge: bool) -> list[dict[str, Any]]:
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_id.setdefault(r["site_id"], []).append(r)
+    out = []
+    for site_id, parts in by_id.items():
+        if len(parts) == 1:
+            out.append(parts[0])
+            continue
+        if not merge:
+            first = parts[0]["source_rows"][0]
+            report.rejected += [
+                Rejection(p["source_rows"][0], site_id, f"duplicate site id (first at row {first})")
+                for p in parts[1:]
+            ]
+            out.append(parts[0])
+            continue
+        latest = max(parts, key=lambda p: p["last_event_date"] or pd.Timestamp.min)
+        same = [p for p in parts if p["phase"] == latest["phase"]]
+        for p in parts:
+            if p["phase"] != latest["phase"]:
+                report.rejected.append(
+                    Rejection(
+                        p["source_rows"][0],
+                        site_id,
+                        f"conflicting duplicate: phase {p['phase']!r} vs {latest['phase']!r} "
+                        f"of the most recent part (row {latest['source_rows'][0]}), which is kept",
+                    )
+                )
+        merged = dict(latest)
+        merged["geometry"] = gpd.GeoSeries([p["geometry"] for p in same]).union_all()
+        merged["source_rows"] = sorted(r for p in same for r in p["source_rows"])
+        if len(same) > 1:
+            report.merged[site_id] = merged["source_rows"]
+        out.append(merged)
+    return out

@@ -1,0 +1,1 @@
+"""Detect: pure functions on xarray / numpy / GeoDataFrames. No I/O, no ``.compute()``."""

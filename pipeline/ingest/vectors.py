@@ -1,0 +1,166 @@
+"""Readers for vector inputs: mine-site registries and external detections.
+
+Column mappings live in ``pipeline/data/formats.toml`` so a new registry or alert source is
+configuration, not code. Readers only read and rename; the meaning of the columns (licence
+phases, dates) is given to them in ``pipeline.comply.registry``.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import logging
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+from pyogrio.errors import DataSourceError
+
+from pipeline.errors import DataNotFoundError, DetectionSourceError, RegistryError
+from pipeline.periods import amw_period, parse_period
+from pipeline.records import WGS84
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def load_formats() -> dict[str, Any]:
+    """The column mappings shipped in ``pipeline/data/formats.toml``."""
+    text = resources.files("pipeline").joinpath("data/formats.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def format_spec(section: str, name: str) -> dict[str, Any]:
+    """One mapping, e.g. ``format_spec("registry", "sigmine")``."""
+    table = load_formats()[section]
+    if name not in table:
+        raise RegistryError(
+            f"Unknown {section} format {name!r}. Known formats: {', '.join(sorted(table))}; "
+            "add a table to pipeline/data/formats.toml for a new one."
+        )
+    return dict(table[name])
+
+
+def read_vector(path: Path, *, error: type[Exception] = RegistryError) -> gpd.GeoDataFrame:
+    """Read GeoJSON, GeoPackage, Shapefile, GeoParquet or CSV (lon, lat columns) in EPSG:4326.
+
+    Adds ``source_row`` (1-based row number in the file) so every later rejection can name
+    the row it came from.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataNotFoundError(f"{path} does not exist. Check the path.")
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame = gpd.read_parquet(path)
+        elif path.suffix.lower() == ".csv":
+            table = pd.read_csv(path, encoding_errors="replace")
+            cols = {c.lower(): c for c in table.columns}
+            if not {"lon", "lat"} <= set(cols):
+                raise error(f"{path}: a CSV needs 'lon' and 'lat' columns (EPSG:4326). Add them.")
+            frame = gpd.GeoDataFrame(
+                table,
+                geometry=gpd.points_from_xy(table[cols["lon"]], table[cols["lat"]]),
+                crs=WGS84,
+            )
+        else:
+            frame = gpd.read_file(path)
+    except (DataSourceError, OSError, ValueError) as exc:
+        raise error(f"{path} cannot be read as vector data ({exc}). Check the file.") from exc
+    if frame.crs is None:
+        raise error(f"{path} has no CRS. Declare it (GeoJSON is EPSG:4326) and read again.")
+    if frame.crs.to_epsg() != 4326:
+        frame = frame.to_crs(WGS84)
+    frame = frame.reset_index(drop=True)
+    frame["source_row"] = range(1, len(frame) + 1)
+    return frame
+
+
+def read_registry(path: Path, *, fmt: str) -> gpd.GeoDataFrame:
+    """Read a mine-site registry file as it is, plus ``source_row`` and ``source_file``.
+
+    The mapping to the MineSite schema (``fmt`` in formats.toml) is applied by
+    :func:`pipeline.comply.registry.to_mine_sites`.
+    """
+    format_spec("registry", fmt)  # fail early on an unknown format
+    frame = read_vector(path, error=RegistryError)
+    frame["source_file"] = Path(path).name
+    log.info("registry %s: %d rows (format %s)", path, len(frame), fmt)
+    return frame
+
+
+def _stable_id(*parts: object) -> str:
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
+    return digest[:16]
+
+
+def read_external_detections(pattern: Path, *, fmt: str) -> gpd.GeoDataFrame:
+    """Read detections made elsewhere (AMW, GFW, DETER...) into Detection columns.
+
+    Parameters
+    ----------
+    pattern
+        A file or a glob (``detections/amw_amapa/amw_mining_amapa_*.geojson``).
+    fmt
+        A ``[detections.*]`` table of formats.toml.
+
+    Returns
+    -------
+    GeoDataFrame
+        EPSG:4326, columns ``detection_id``, ``kind``, ``period``, ``first_seen``,
+        ``last_seen``, ``confidence``, ``source``, ``mined_area_ha`` (the source's own
+        estimate, may be NaN), ``source_file``, ``source_row``, geometry.
+    """
+    spec = format_spec("detections", fmt)
+    files = sorted(glob.glob(str(pattern)))
+    if not files:
+        raise DataNotFoundError(f"No detection files match {pattern}. Check the path or ASM_SAMPLE_DATA.")
+    frames = []
+    for file in files:
+        raw = read_vector(Path(file), error=DetectionSourceError)
+        col = spec["period_column"]
+        if col not in raw.columns:
+            raise DetectionSourceError(
+                f"{file}: no period column {col!r} (format {fmt}). Columns: {list(raw.columns)}."
+            )
+        if fmt == "amw":
+            periods = [amw_period(int(v)) for v in raw[col]]
+        else:
+            periods = [parse_period(str(v)) for v in raw[col]]
+        area_col = spec.get("mined_area_column")
+        out = gpd.GeoDataFrame(
+            {
+                "period": [p.label for p in periods],
+                "first_seen": [p.end for p in periods],
+                "last_seen": [p.end for p in periods],
+                "kind": spec["kind"],
+                "confidence": spec["confidence"],
+                "source": spec["source"],
+                "mined_area_ha": (
+                    raw[area_col].astype(float) if area_col and area_col in raw else float("nan")
+                ),
+                "source_file": Path(file).name,
+                "source_row": raw["source_row"].to_numpy(),
+            },
+            geometry=raw.geometry.values,
+            crs=WGS84,
+        )
+        frames.append(out)
+    result = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=WGS84)
+    invalid = ~result.geometry.is_valid
+    if invalid.any():
+        log.warning(
+            "%d external detections have invalid geometry; repaired with make_valid",
+            int(invalid.sum()),
+        )
+        result.loc[invalid, "geometry"] = result.geometry[invalid].make_valid()
+    result["detection_id"] = [
+        _stable_id(spec["source"], per, geom.wkb_hex)
+        for per, geom in zip(result["period"], result.geometry, strict=True)
+    ]
+    log.info("external detections %s: %d polygons in %d files", pattern, len(result), len(files))
+    return result

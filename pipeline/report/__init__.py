@@ -1,0 +1,1 @@
+"""Report: render what a run computed (maps, exports, alerts). Computes nothing new."""

@@ -1,0 +1,76 @@
+"""Alerts to NGOs. The outbox (one JSON file per alert) is always written first; other
+channels (webhook, e-mail) deliver from it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+
+from pipeline.comply.flags import SEVERITY_ORDER
+from pipeline.report.atomic import write_text
+from pipeline.report.exports import _plain
+
+log = logging.getLogger(__name__)
+
+ALERT_STATUSES = ("new", "worsening")
+
+
+def alert_payloads(
+    flags: gpd.GeoDataFrame, *, map_link: str, min_severity: str = "medium"
+) -> list[dict[str, Any]]:
+    """One alert per flag that is new or worsening and at least ``min_severity``.
+
+    The alert id is ``<flag_id>-<status>-<last_seen>``: the same flag in the same state is
+    never announced twice.
+    """
+    floor = SEVERITY_ORDER[min_severity]
+    out = []
+    for rec in flags.to_dict("records"):
+        if rec["status"] not in ALERT_STATUSES or SEVERITY_ORDER[rec["severity"]] < floor:
+            continue
+        last_seen = _plain(rec.get("last_seen"))
+        out.append(
+            {
+                "alert_id": f"{rec['flag_id']}-{rec['status']}-{last_seen}",
+                "flag_id": rec["flag_id"],
+                "status": rec["status"],
+                "rule_id": rec["rule_id"],
+                "severity": rec["severity"],
+                "reason": rec["reason"],
+                "aoi_id": rec["aoi_id"],
+                "site_id": rec.get("site_id"),
+                "area_ha": _plain(rec["area_ha"]),
+                "first_seen": _plain(rec.get("first_seen")),
+                "last_seen": last_seen,
+                "lon": _plain(rec["lon"]),
+                "lat": _plain(rec["lat"]),
+                "clause": rec["clause"],
+                "map_link": f"{map_link}#flag-{rec['flag_id']}",
+                "rulebook_version": rec["rulebook_version"],
+            }
+        )
+    return out
+
+
+def write_outbox(payloads: list[dict[str, Any]], outbox: Path) -> list[Path]:
+    """Write each alert as ``<alert_id>.json``; an existing file is left as it is, so a
+    rerun of the same night queues nothing twice."""
+    outbox.mkdir(parents=True, exist_ok=True)
+    written = []
+    for payload in payloads:
+        target = outbox / f"{payload['alert_id']}.json"
+        if target.exists():
+            continue
+        write_text(target, json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+        written.append(target)
+    log.info(
+        "outbox %s: %d new alerts (%d already queued)",
+        outbox,
+        len(written),
+        len(payloads) - len(written),
+    )
+    return written

@@ -1,0 +1,55 @@
+"""Shared fixtures: the real sample data, and no network but loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _sample_data() -> Path:
+    env = os.environ.get("ASM_SAMPLE_DATA")
+    return Path(env) if env else (REPO.parent / "shared" / "data")
+
+
+@pytest.fixture(scope="session")
+def sample_data() -> Path:
+    """The real data folder (``ASM_SAMPLE_DATA`` or ``../shared/data``); must exist."""
+    path = _sample_data()
+    if not path.is_dir():
+        pytest.fail(f"sample data not found at {path}: put ../shared beside the repo or set ASM_SAMPLE_DATA")
+    return path
+
+
+@pytest.fixture(scope="session")
+def aoi_dir() -> Path:
+    return REPO / "aoi"
+
+
+_real_connect = socket.socket.connect
+_LOOPBACK = ("127.", "::1", "localhost")
+
+
+def _guarded_connect(self: socket.socket, address: object) -> None:
+    host = address[0] if isinstance(address, tuple) else str(address)
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not str(host).startswith(_LOOPBACK):
+        raise OSError(f"test tried to reach {address}: tests must not use the network")
+    return _real_connect(self, address)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def no_network(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Sockets to anything but loopback fail the test (mark ``internet`` to opt out)."""
+    if request.node.get_closest_marker("internet"):
+        yield
+        return
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        socket.socket.connect = _real_connect  # type: ignore[method-assign]
