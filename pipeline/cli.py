@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import pkgutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +21,14 @@ from pipeline.errors import PipelineError
 
 log = logging.getLogger("pipeline")
 
-#: Modules under pipeline/commands that each add subcommands with ``register(subparsers)``.
-COMMAND_MODULES = ["run", "aoi", "sites"]
+
+def command_modules() -> list[str]:
+    """Modules under ``pipeline/commands``; each adds subcommands with ``register(subparsers)``."""
+    import pipeline.commands
+
+    return sorted(
+        m.name for m in pkgutil.iter_modules(pipeline.commands.__path__) if not m.name.startswith("_")
+    )
 
 
 class _JsonFormatter(logging.Formatter):
@@ -97,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--aoi-dir", type=Path, help="folder of AOI definitions (default aoi/)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(f"pipeline.commands.{name}").register(sub)
     return parser
 
