@@ -72,6 +72,22 @@ def secret_from_env(name: str) -> Secret:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IngestParams:
+    """Where scenes come from and when a scene is usable."""
+
+    source: str = "local"
+    """Default scene source: ``local``, ``sentinelhub`` or ``stac``."""
+    cache_dir: Path = Path(".asm-cache")
+    """Download cache (Sentinel Hub responses keyed by request fingerprint)."""
+    sh_base_url: str = "https://services.sentinel-hub.com"
+    """Sentinel Hub API base URL (tests point it at a local server)."""
+    sh_token_url: str = "https://services.sentinel-hub.com/auth/realms/main/protocol/openid-connect/token"
+    """OAuth token endpoint. Credentials come only from ASM_SH_CLIENT_ID / ASM_SH_CLIENT_SECRET."""
+    min_valid_fraction: float = 0.1
+    """Scenes with a smaller fraction of clear, valid pixels over the AOI are skipped."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class DetectParams:
     """Thresholds of the index-based detector and vectorisation."""
 
@@ -114,6 +130,15 @@ class ComplyParams:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AlertParams:
+    """Alert channels. Secrets (webhook signing secret, SMTP password) come only from the
+    environment: ASM_WEBHOOK_SECRET, ASM_SMTP_PASSWORD."""
+
+    min_severity: str = "medium"
+    """Flags below this severity raise no alert: info, low, medium, high."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunParams:
     """How a run executes."""
 
@@ -140,9 +165,19 @@ class Settings:
     """AOIs larger than this are refused (km^2); raise it deliberately for big territories."""
     lang: str = "en"
     """Language of maps and alerts: en, es, pt, fr."""
+    state_db: Path | None = None
+    """SQLite file of the run ledger, the flag audit ledger and alert delivery state;
+    default ``<out_dir>/asm-monitor.sqlite``."""
+    ingest: IngestParams = field(default_factory=IngestParams)
     detect: DetectParams = field(default_factory=DetectParams)
     comply: ComplyParams = field(default_factory=ComplyParams)
+    alerts: AlertParams = field(default_factory=AlertParams)
     run: RunParams = field(default_factory=RunParams)
+
+    @property
+    def state_path(self) -> Path:
+        """The SQLite state file (``state_db`` or ``<out_dir>/asm-monitor.sqlite``)."""
+        return self.state_db if self.state_db is not None else self.out_dir / "asm-monitor.sqlite"
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """Return a copy with ``overrides`` (same shape as the TOML file) applied on top."""
@@ -168,7 +203,9 @@ def _unknown_key(key: str, valid: list[str], where: str) -> ConfigError:
     return ConfigError(f"Unknown setting '{key}' in {where}.{hint} Valid keys: {', '.join(sorted(valid))}.")
 
 
-def _coerce(value: Any, typ: Any, *, name: str, where: str) -> Any:
+def _coerce(value: Any, typ: Any, *, name: str, where: str, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
     if isinstance(typ, str):  # postponed annotations
         typ = {"float": float, "int": int, "str": str, "bool": bool, "Path": Path}.get(typ, typ)
     if dataclasses.is_dataclass(typ) and isinstance(typ, type):
@@ -206,14 +243,17 @@ def _build(cls: type[T], values: Mapping[str, Any], *, where: str) -> T:
         if key not in fields:
             raise _unknown_key(key, list(fields), where)
         typ = hints[key]
+        optional = False
         if isinstance(typ, types.UnionType):
+            optional = type(None) in typing.get_args(typ)
             typ = next(a for a in typing.get_args(typ) if a is not type(None))
-        kwargs[key] = _coerce(value, typ, name=key, where=where)
+        kwargs[key] = _coerce(value, typ, name=key, where=where, optional=optional)
     return cls(**kwargs)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    sections = {f.name for f in dataclasses.fields(Settings) if f.name in {"detect", "comply", "run"}}
+    hints = typing.get_type_hints(Settings)
+    sections = {f.name for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(hints[f.name])}
     top = {f.name for f in dataclasses.fields(Settings)} - sections
     out: dict[str, Any] = {}
     for name, value in environ.items():
