@@ -12,10 +12,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import geopandas as gpd
     import xarray as xr
 
     from pipeline.config import Settings
@@ -44,4 +46,46 @@ def open_cube(aoi: Aoi, *, settings: Settings | None = None) -> xr.Dataset:
     return _open(aoi, settings=settings or load_settings())
 
 
-__all__ = ["__version__", "load_aoi", "load_settings", "open_cube"]
+def open_run(path: str | Path) -> RunOutputs:
+    """Open one AOI's run outputs (``<out_dir>/<aoi_id>``) as tables for analysis.
+
+    Returns
+    -------
+    RunOutputs
+        ``flags`` and ``detections`` (GeoDataFrames, EPSG:4326), ``sites`` (or None), and
+        ``summary`` (the parsed ``run.json``).
+    """
+    import json
+
+    import geopandas as gpd
+
+    from pipeline.errors import DataNotFoundError
+
+    folder = Path(path)
+    if not (folder / "run.json").is_file():
+        raise DataNotFoundError(
+            f"{folder} holds no run.json. Pass an AOI output folder, e.g. demo-out/munduruku "
+            "(run `asm-monitor demo` first)."
+        )
+    sites = folder / "sites.parquet"
+    return RunOutputs(
+        folder=folder,
+        flags=gpd.read_parquet(folder / "flags.parquet"),
+        detections=gpd.read_parquet(folder / "detections.parquet"),
+        sites=gpd.read_parquet(sites) if sites.is_file() else None,
+        summary=json.loads((folder / "run.json").read_text(encoding="utf-8")),
+    )
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """One AOI's run outputs, loaded."""
+
+    folder: Path
+    flags: gpd.GeoDataFrame
+    detections: gpd.GeoDataFrame
+    sites: gpd.GeoDataFrame | None
+    summary: dict[str, Any]
+
+
+__all__ = ["RunOutputs", "__version__", "load_aoi", "load_settings", "open_cube", "open_run"]

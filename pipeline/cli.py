@@ -10,14 +10,18 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import pkgutil
 import sys
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline import __version__
 from pipeline.config import Settings, load_settings
 from pipeline.errors import PipelineError
+from pipeline.logcontext import current as log_context_fields
 
 log = logging.getLogger("pipeline")
 
@@ -31,26 +35,36 @@ def command_modules() -> list[str]:
     )
 
 
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, the run
+    context (``run_id``, ``aoi_id``) and any ``extra=`` fields; ``exc`` holds a traceback."""
+
     def format(self, record: logging.LogRecord) -> str:
-        doc = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+        doc: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            **log_context_fields(),
         }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                doc[key] = value
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False)
+        return json.dumps(doc, ensure_ascii=False, default=str)
 
 
 def configure_logging(verbosity: int, *, fmt: str = "text") -> None:
     """Configure logging once: -q warnings only, default info, -v debug."""
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _JsonFormatter() if fmt == "json" else logging.Formatter("%(levelname)s %(name)s: %(message)s")
-    )
+    text = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    text.converter = time.gmtime  # UTC, like the JSON lines and the run ledger
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else text)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -70,9 +84,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         cli["out_dir"] = args.out
     if getattr(args, "lang", None):
         cli["lang"] = args.lang
+    if getattr(args, "state_db", None):
+        cli["state_db"] = args.state_db
     run = {
         k: getattr(args, k)
-        for k in ("scheduler", "workers", "threads_per_worker", "memory_limit")
+        for k in ("scheduler", "workers", "threads_per_worker", "memory_limit", "lock_wait_s")
         if getattr(args, k, None) is not None
     }
     if run:
@@ -89,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
             "external alerts; join detections to the mine-site registry; write compliance "
             "flags, maps and NGO alerts."
         ),
+        epilog="exit codes: 0 ok; 1 some AOIs failed (the others were still done); 2 usage or "
+        "configuration error; 3 another run holds the lock; 130 interrupted. Logs go to stderr "
+        "(--log-format json: one JSON object per line).",
     )
     parser.add_argument("--version", action="version", version=f"asm-monitor {__version__}")
     parser.add_argument(
@@ -122,6 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    except BrokenPipeError:
+        # stdout closed early (`asm-monitor runs list | head`): not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     return code
 
 

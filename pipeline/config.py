@@ -85,6 +85,27 @@ class IngestParams:
     """OAuth token endpoint. Credentials come only from ASM_SH_CLIENT_ID / ASM_SH_CLIENT_SECRET."""
     min_valid_fraction: float = 0.1
     """Scenes with a smaller fraction of clear, valid pixels over the AOI are skipped."""
+    resolution_m: float = 10.0
+    """Pixel size of the AOI's UTM grid (m) when sources are not already on one grid."""
+    cloud_buffer_px: int = 2
+    """Clouds are grown by this many pixels before masking (edges, thin shadows)."""
+    scene_folder: str = ""
+    """Local scene folder (relative to sample_data) indexed by file name or STAC items, used
+    by ``--source local`` when an AOI lists no ``inputs.scenes``."""
+    sh_collection: str = "sentinel-2-l2a"
+    """Sentinel Hub collection: ``sentinel-2-l2a`` (SCL masks) or ``sentinel-2-l1c``."""
+    sh_max_px: int = 2500
+    """Largest Process API request edge (px); bigger AOIs are split with sentinelhub's BBoxSplitter."""
+    sh_timeout_s: float = 120.0
+    """Per-request timeout (s)."""
+    sh_max_attempts: int = 4
+    """Attempts per request on 5xx, timeouts and connection errors (sentinelhub's retry)."""
+    sh_retry_sleep_s: float = 5.0
+    """First wait between attempts (s); sentinelhub multiplies it by 3 each time."""
+    sh_max_rate_retries: int = 10
+    """Give up after this many 429 answers for one request (each waits Retry-After)."""
+    sh_threads: int = 4
+    """Parallel Process API downloads."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +126,19 @@ class DetectParams:
     """Minimum mapping unit: polygons smaller than this are dropped (ha)."""
     chunk_px: int = 512
     """Dask chunk edge in pixels (rounded to the raster's block size by the loader)."""
+    model_path: str = ""
+    """Pixel classifier written by ``asm-monitor train`` (.skops); empty = index rules."""
+    model_sha256: str = ""
+    """If set, refuse any model whose SHA-256 differs (pin the model you validated)."""
+    turbidity_calibration: str = ""
+    """Calibration JSON from ``asm-monitor calibrate-turbidity``; empty = the shipped one.
+    Used for ``median_turbidity_cal_fnu`` evidence; the turbid/clear split uses Dogliotti."""
+    change_baseline_steps: int = 1
+    """Dates at the start of a series that form the forest baseline of change detection."""
+    change_confirm_after: int = 1
+    """Later valid observations repeating a change before it is ``confirmed``."""
+    cleanup_radius_px: int = 1
+    """Morphological opening/closing radius applied to candidate masks (px; 0 = none)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,9 +158,12 @@ class ComplyParams:
     turbidity_floor_fnu: float = 50.0
     """... and downstream median FNU >= this floor (FNU)."""
     worsening_growth_pct: float = 20.0
-    """A flag whose area grows by more than this percentage between periods is worsening."""
+    """A flag whose cumulative footprint grows by more than this percentage over the previous
+    period is worsening; the same growth over the footprint at suppression time lifts an
+    analyst's suppression (%)."""
     resolve_after_periods: int = 2
-    """A flag not seen for this many periods is resolved."""
+    """A flag not seen for this many periods in a row is resolved (periods as run: years,
+    quarters...)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,6 +173,33 @@ class AlertParams:
 
     min_severity: str = "medium"
     """Flags below this severity raise no alert: info, low, medium, high."""
+    base_url: str = ""
+    """Public URL where the output folder is served (``https://host/asm``); map links in
+    alerts are made absolute with it, else they stay relative to the output folder."""
+    deliver_on_run: bool = True
+    """Deliver to subscriptions at the end of each AOI's run (else only `asm-monitor alerts`)."""
+    max_attempts: int = 4
+    """Webhook / SMTP attempts per alert in one delivery pass; what still fails stays
+    pending and is retried by the next pass (exactly once overall)."""
+    backoff_s: float = 1.0
+    """First retry delay (s); it doubles after each failed attempt ..."""
+    backoff_max_s: float = 30.0
+    """... up to this many seconds."""
+    timeout_s: float = 10.0
+    """HTTP / SMTP timeout per attempt (s)."""
+    smtp_host: str = ""
+    """SMTP server for e-mail subscriptions."""
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    """Upgrade the SMTP connection with STARTTLS before logging in."""
+    smtp_user: str = ""
+    """SMTP login (password only from ASM_SMTP_PASSWORD); empty = no login."""
+    smtp_from: str = "asm-monitor@localhost"
+    subscriptions: list[dict[str, Any]] = field(default_factory=list)
+    """One table per NGO (``[[alerts.subscriptions]]``): ``name``; ``webhook_url`` (signing
+    secret from env ``secret_env``, default ASM_WEBHOOK_SECRET) and/or ``email`` (list);
+    ``aois`` and ``rules`` (lists, default all); ``min_severity``; ``lang`` (en, es, pt,
+    fr); ``digest`` (true = one e-mail per AOI and pass instead of one per alert)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,7 +212,15 @@ class RunParams:
     workers: int = 0
     """LocalCluster worker processes; 0 = one per core."""
     threads_per_worker: int = 1
+    """Threads per LocalCluster worker process."""
     memory_limit: str = "auto"
+    """Memory limit per LocalCluster worker, e.g. ``4GiB``; ``auto`` splits the machine's RAM."""
+    dashboard_address: str = ":8787"
+    """Where a LocalCluster serves the Dask dashboard (needs bokeh); the link is logged."""
+    connect_timeout_s: float = 30.0
+    """How long to wait for a remote scheduler (``tcp://``) before giving up (s)."""
+    lock_wait_s: float = 0.0
+    """How long a run waits for another run's lock before exiting with code 3 (s)."""
 
 
 @dataclass(frozen=True, kw_only=True)

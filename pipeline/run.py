@@ -6,12 +6,11 @@ outputs (atomically) and the run summary ``run.json``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,20 +23,21 @@ import pandas as pd
 import xarray as xr
 
 from pipeline import __version__
+from pipeline.audit import track_flags
+from pipeline.cluster import dask_client as dask_client
 from pipeline.comply import evaluate
 from pipeline.comply.registry import to_mine_sites
 from pipeline.comply.rules import RULEBOOK_VERSION
-from pipeline.config import RunParams, Settings
-from pipeline.detect.indices import bsi, mndwi, ndvi
-from pipeline.detect.landcover import BARE, WATER_TURBID, classify_indices
-from pipeline.detect.turbidity import dogliotti_fnu
-from pipeline.detect.vectorize import vectorize_mask
-from pipeline.errors import NoDataError, PipelineError
-from pipeline.ingest.paths import resolve_input, sample_data_dir
+from pipeline.config import Settings
+from pipeline.detect.landcover import WATER_TURBID
+from pipeline.errors import NoDataError
+from pipeline.incremental import fingerprint as fingerprint
+from pipeline.incremental import input_fingerprints
+from pipeline.ingest.paths import sample_data_dir
 from pipeline.ingest.scenes import LocalFolderSource, SceneSpec
 from pipeline.ingest.vectors import format_spec, read_external_detections, read_registry
 from pipeline.periods import Period
-from pipeline.records import CONFIRMED, KIND_MINING, KIND_TURBIDITY, PROBABLE, WGS84, Aoi
+from pipeline.records import CONFIRMED, KIND_MINING, PROBABLE, WGS84, Aoi
 from pipeline.report.alerts import alert_payloads, write_outbox
 from pipeline.report.atomic import write_text
 from pipeline.report.exports import write_csv, write_geojson, write_geoparquet
@@ -70,7 +70,8 @@ class AoiResult:
 
     aoi_id: str
     status: str = "ok"
-    """ok, no_data or failed."""
+    """ok, no_data, failed, up_to_date (incremental: no new input) or skipped (this exact
+    AOI run id already finished; ``--force`` recomputes)."""
     run_id: str = ""
     error: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
@@ -81,51 +82,14 @@ class AoiResult:
     flagged_ha: float = 0.0
     alerts_queued: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
-
-
-def fingerprint(path: Path) -> str:
-    """SHA-256 of a file's size and its first and last MiB (cheap on 1 GB scenes, and any
-    re-download or edit of a real scene changes it)."""
-    h = hashlib.sha256()
-    size = path.stat().st_size
-    h.update(str(size).encode())
-    with open(path, "rb") as fh:
-        h.update(fh.read(1 << 20))
-        if size > 2 << 20:
-            fh.seek(-(1 << 20), 2)
-            h.update(fh.read())
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def dask_client(params: RunParams) -> Iterator[Any]:
-    """The run's Dask scheduler: a LocalCluster, a remote scheduler, or local threads."""
-    if params.scheduler in {"threads", "synchronous", "processes"}:
-        with dask.config.set(scheduler=params.scheduler):
-            yield None
-        return
-    from distributed import Client, LocalCluster
-
-    if params.scheduler == "local":
-        import os
-
-        workers = params.workers or os.cpu_count() or 1
-        with (
-            LocalCluster(
-                n_workers=workers,
-                threads_per_worker=params.threads_per_worker,
-                memory_limit=params.memory_limit,
-                dashboard_address=None,
-                processes=True,
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            log.info("Dask LocalCluster: %d workers x %d threads", workers, params.threads_per_worker)
-            yield client
-        return
-    with Client(params.scheduler) as client:
-        log.info("Dask scheduler %s, dashboard %s", params.scheduler, client.dashboard_link)
-        yield client
+    period: str = ""
+    """Period processed (``all``, a label, or an incremental ``START/END``)."""
+    reason: str = ""
+    """Why the AOI was run, skipped or found up to date (one line)."""
+    peak_rss_mib: float = 0.0
+    """Peak resident memory of the run's process tree while this AOI ran (MiB)."""
+    ledger_run_id: str = ""
+    """Id of the invocation in the run ledger (``asm-monitor runs show``)."""
 
 
 def _empty_detections() -> gpd.GeoDataFrame:
@@ -135,41 +99,43 @@ def _empty_detections() -> gpd.GeoDataFrame:
 def detect_from_scenes(
     aoi: Aoi, scenes: Sequence[SceneSpec], *, settings: Settings, period: Period | None
 ) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
-    """Index-based detection on the AOI's scenes: bare ground and turbid water polygons."""
+    """Detect mining and turbid water on the AOI's scenes: the trained pixel classifier when
+    ``detect.model_path`` names one (else the index rules), change detection over the dates,
+    and calibrated turbidity as evidence."""
+    from pipeline.detect.landcover import CLASS_NAMES, MASKED, NODATA, WATER_CLEAR
+    from pipeline.detect.scene import scene_detections, scene_products
+    from pipeline.errors import ModelError
+    from pipeline.ingest.models import load_model, load_turbidity_calibration
+    from pipeline.ingest.training import sensor_bands
+
     params = settings.detect
+    model, model_sha = None, None
+    if params.model_path:
+        model, prov = load_model(Path(params.model_path), expected_sha256=params.model_sha256 or None)
+        model_sha = prov["sha256"]
+        if model.sensor != "sentinel2":
+            raise ModelError(
+                f"Model {params.model_path} is for {model.sensor}; scenes are Sentinel-2. Retrain."
+            )
+    calibration = load_turbidity_calibration(
+        Path(params.turbidity_calibration) if params.turbidity_calibration else None
+    )
     cube = LocalFolderSource(scenes).load(aoi, period, bands=SCENE_BANDS, chunks=params.chunk_px)
-    if cube.sizes["time"] > 1:
-        cube = cube.chunk({"time": -1}).median("time", skipna=True)
-    else:
-        cube = cube.isel(time=0)
-    v = ndvi(cube["B08"], cube["B04"])
-    w = mndwi(cube["B03"], cube["B11"])
-    b = bsi(cube["B02"], cube["B04"], cube["B08"], cube["B11"])
-    fnu = dogliotti_fnu(cube["B04"], cube["B08"]).where(w > params.water_mndwi_min)
-    classes = classify_indices(v, w, b, fnu, params=params)
+    rename = {v: k for k, v in sensor_bands("sentinel2").items() if v in cube}
+    products = scene_products(cube.rename(rename), params=params, model=model, calibration=calibration)
     # The one place this AOI's rasters are computed.
-    classes_np, v_np, b_np, fnu_np = dask.compute(classes.data, v.data, b.data, fnu.data)
-    valid = classes_np > 0
+    (computed,) = dask.compute({k: products[k].data for k in products.data_vars})
+    classes_np = computed["landcover"]
+    valid = (classes_np != NODATA) & (classes_np != MASKED)
     if not valid.any():
         raise NoDataError(f"AOI '{aoi.aoi_id}': every pixel is nodata or masked. No usable scene.")
-    transform = cube.rio.transform()
-    crs = cube.rio.crs
-    common = {
-        "transform": transform,
-        "crs": crs,
-        "area_crs": aoi.equal_area_crs,
-        "min_area_ha": params.min_area_ha,
-    }
-    stats = {"ndvi": v_np, "bsi": b_np, "turbidity_fnu": fnu_np}
-    bare = vectorize_mask(classes_np == BARE, stats=stats, **common).assign(kind=KIND_MINING)
-    turbid = vectorize_mask(classes_np == WATER_TURBID, stats=stats, **common).assign(kind=KIND_TURBIDITY)
-    found = gpd.GeoDataFrame(pd.concat([bare, turbid], ignore_index=True), geometry="geometry", crs=WGS84)
-    times = (
-        [pd.Timestamp(t) for t in np.atleast_1d(cube["time"].values) if not pd.isna(t)]
-        if "time" in cube.coords
-        else []
+    found = scene_detections(
+        computed,
+        transform=cube.rio.transform(),
+        crs=cube.rio.crs,
+        area_crs=aoi.equal_area_crs,
+        min_area_ha=params.min_area_ha,
     )
-    seen = min(times).date() if times else None
     ids = [
         hashlib.sha256(f"{aoi.aoi_id}|{k}|{g.wkb_hex}".encode()).hexdigest()[:16]
         for k, g in zip(found["kind"], found.geometry, strict=True)
@@ -177,30 +143,43 @@ def detect_from_scenes(
     found = found.assign(
         detection_id=ids,
         aoi_id=aoi.aoi_id,
-        first_seen=seen,
-        last_seen=seen,
         period=str(period) if period else "",
-        confidence=PROBABLE,
-        source="asm-monitor index detector",
+        source="asm-monitor classifier" if model is not None else "asm-monitor index detector",
         mined_area_ha=np.nan,
     )
-    water = classes_np >= 4
+    water = (classes_np == WATER_CLEAR) | (classes_np == WATER_TURBID)
+
+    def water_median(values: np.ndarray) -> float | None:
+        v = values[water & np.isfinite(values)]
+        return float(np.median(v)) if v.size else None
+
     evidence = {
         "pixels": int(classes_np.size),
         "valid_fraction": float(valid.mean()),
+        "detector": "classifier" if model is not None else "index rules",
+        "model_sha256": model_sha,
         "class_fractions": {
             name: float((classes_np == code).sum() / max(valid.sum(), 1))
-            for code, name in {
-                1: "forest",
-                2: "other_vegetation",
-                3: "bare",
-                4: "water_clear",
-                5: "water_turbid",
-            }.items()
+            for code, name in CLASS_NAMES.items()
+            if code not in (NODATA, MASKED)
         },
-        "water_median_fnu": float(np.nanmedian(fnu_np[water])) if water.any() else None,
+        "water_median_fnu": water_median(computed["turbidity_fnu"]),
+        "water_median_cal_fnu": water_median(computed["turbidity_cal_fnu"]),
     }
-    return found[[*DETECTION_COLUMNS, "geometry"]], evidence
+    extra = [
+        c
+        for c in (
+            "mean_probability",
+            "mean_ndvi_before",
+            "mean_ndvi_after",
+            "ndvi_drop",
+            "median_turbidity_cal_fnu",
+        )
+        if c in found
+    ]
+    if found.empty:
+        return _empty_detections(), evidence
+    return found[[*DETECTION_COLUMNS, *extra, "geometry"]], evidence
 
 
 def _external(aoi: Aoi, spec: dict[str, Any], *, root: Path, period: Period | None) -> gpd.GeoDataFrame:
@@ -243,28 +222,13 @@ def make_run_id(aoi: Aoi, period: Period | None, inputs: dict[str, str], setting
     return f"{aoi.aoi_id}-{str(period).replace('/', '_') if period else 'all'}-{stamp}"
 
 
-def _input_files(aoi: Aoi, root: Path) -> list[Path]:
-    import glob
-
-    files: list[Path] = []
-    for scene in aoi.inputs.get("scenes", []):
-        files.append(resolve_input(str(scene["path"]), root=root))
-    for key in ("detections", "registry"):
-        if key in aoi.inputs:
-            files += [Path(p) for p in sorted(glob.glob(str(root / aoi.inputs[key]["path"])))]
-    return files
-
-
 def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Path) -> AoiResult:
     """Run one AOI end to end and write its outputs under ``out_dir/<aoi_id>/``."""
     root = sample_data_dir(settings.sample_data)
     result = AoiResult(aoi_id=aoi.aoi_id)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    inputs = {
-        str(p.relative_to(root)) if p.is_relative_to(root) else str(p): fingerprint(p)
-        for p in _input_files(aoi, root)
-    }
+    inputs = input_fingerprints(aoi, root=root)
     result.run_id = make_run_id(aoi, period, inputs, settings)
     target = out_dir / aoi.aoi_id
     evidence: dict[str, Any] = {}
@@ -298,6 +262,16 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
         attribution.append("Mining titles: ANM SIGMINE" if spec["format"] == "sigmine" else "")
     t1 = time.perf_counter()
     flags = evaluate(detections, aoi=aoi, sites=sites, params=settings.comply, run_id=result.run_id)
+    # the state before this period gives each flag its status (a rerun gives the same one);
+    # out_dir, not settings.out_dir, so a fresh output folder starts a fresh lifecycle
+    flags = track_flags(
+        flags,
+        aoi=aoi,
+        period=period,
+        params=settings.comply,
+        run_id=result.run_id,
+        state_path=settings.state_db if settings.state_db is not None else out_dir / "asm-monitor.sqlite",
+    ).flags
     result.timings_s["comply"] = round(time.perf_counter() - t1, 3)
 
     t2 = time.perf_counter()
@@ -307,7 +281,12 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
         "flags.csv": write_csv(flags, target / "flags.csv"),
         "detections.parquet": write_geoparquet(detections, target / "detections.parquet"),
         "detections.geojson": write_geojson(detections, target / "detections.geojson"),
+        "detections.csv": write_csv(detections, target / "detections.csv"),
+        "aoi.geojson": write_geojson(aoi.to_frame(), target / "aoi.geojson"),
     }
+    from pipeline.report.scorecard import scorecard_links
+    from pipeline.report.writer import deliver_after_run, map_link, write_extras
+
     if sites is not None:
         outputs["sites.parquet"] = write_geoparquet(sites, target / "sites.parquet")
         outputs["sites_report.txt"] = write_text(
@@ -321,10 +300,30 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
         sites=sites,
         title=aoi.name,
         attribution="; ".join(a for a in attribution if a),
+        lang=settings.lang,
+        run_id=result.run_id,
+        scorecards=scorecard_links(sites),
     )
-    payloads = alert_payloads(flags, map_link=f"{aoi.aoi_id}/map.html")
+    outputs.update(
+        write_extras(
+            target,
+            aoi=aoi,
+            flags=flags,
+            detections=detections,
+            sites=sites,
+            settings=settings,
+            out_dir=out_dir,
+        )
+    )
+    payloads = alert_payloads(
+        flags,
+        map_link=map_link(aoi.aoi_id, base_url=settings.alerts.base_url),
+        min_severity=settings.alerts.min_severity,
+        aoi_name=aoi.name,
+    )
     write_outbox(payloads, target / "alerts" / "outbox")
     outputs["alerts/outbox"] = target / "alerts" / "outbox"
+    deliver_after_run(target / "alerts" / "outbox", settings=settings)
     result.timings_s["report"] = round(time.perf_counter() - t2, 3)
 
     mining = detections[detections["kind"] == KIND_MINING]
@@ -378,30 +377,55 @@ def run(
     settings: Settings,
     period: Period | None,
     out_dir: Path,
+    incremental: bool = False,
+    force: bool = False,
+    progress: bool | None = None,
+    command: str = "",
 ) -> list[AoiResult]:
-    """Run every AOI; one AOI's failure is recorded and does not stop the others."""
-    results = []
-    with dask_client(settings.run):
-        for aoi in aois:
-            t0 = time.perf_counter()
-            try:
-                res = run_aoi(aoi, settings=settings, period=period, out_dir=out_dir)
-            except NoDataError as exc:
-                log.warning("AOI %s: no usable data: %s", aoi.aoi_id, exc)
-                res = AoiResult(aoi_id=aoi.aoi_id, status="no_data", error=str(exc))
-            except PipelineError as exc:
-                log.error("AOI %s failed: %s", aoi.aoi_id, exc)
-                res = AoiResult(aoi_id=aoi.aoi_id, status="failed", error=str(exc))
-            except Exception as exc:  # one AOI's bug must not stop the night's other AOIs
-                log.exception("AOI %s failed unexpectedly", aoi.aoi_id)
-                res = AoiResult(aoi_id=aoi.aoi_id, status="failed", error=f"{type(exc).__name__}: {exc}")
-            res.timings_s["total"] = round(time.perf_counter() - t0, 3)
-            results.append(res)
-    write_text(
-        out_dir / "summary.json",
-        json.dumps([asdict(r) for r in results], indent=2, ensure_ascii=False, default=str) + "\n",
+    """Run every AOI under the run lock, recording each in the run ledger.
+
+    One AOI's failure is recorded with its error and does not stop the others.
+
+    Parameters
+    ----------
+    aois
+        AOIs to process, in order.
+    settings
+        Resolved settings; ``settings.state_path`` holds the ledger and its lock.
+    period
+        Period to process; None = everything available (or, with ``incremental``, what is
+        new since the AOI's last successful run, see :mod:`pipeline.incremental`).
+    out_dir
+        Outputs go to ``out_dir/<aoi_id>/``; ``out_dir/summary.json`` sums the run up.
+    incremental
+        Nightly mode: skip inputs already processed (only when ``period`` is None).
+    force
+        Recompute AOIs whose identical run (same inputs, settings, code) already finished.
+    progress
+        tqdm bar over AOIs on stderr; None = only when stderr is a terminal.
+    command
+        Command line recorded in the ledger (default ``sys.argv``).
+
+    Raises
+    ------
+    LockHeldError
+        Another run holds the lock (exit code 3).
+    """
+    from pipeline.runloop import run_all
+
+    return run_all(
+        aois,
+        settings=settings,
+        period=period,
+        out_dir=out_dir,
+        run_one=run_aoi,
+        make_id=make_run_id,
+        result_type=AoiResult,
+        incremental=incremental,
+        force=force,
+        progress=progress,
+        command=command,
     )
-    return results
 
 
 def open_cube(aoi: Aoi, *, settings: Settings, period: Period | None = None) -> xr.Dataset:

@@ -27,7 +27,7 @@ def _validate(args: argparse.Namespace) -> int:
         aois = gpd.GeoDataFrame(pd.concat(loaded, ignore_index=True), crs=4326)
     raw = read_registry(Path(args.path), fmt=args.format)
     _, report = to_mine_sites(raw, spec=format_spec("registry", args.format), aois=aois)
-    sys.stdout.write("\n".join(report.lines()) + "\n")
+    sys.stdout.write("\n".join(report.lines(show_merged=args.merged)) + "\n")
     return 1 if report.rejected else 0
 
 
@@ -46,4 +46,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     val.add_argument(
         "--aoi", help="also reject rows outside this AOI file ('all' = every AOI in the AOI folder)"
     )
+    val.add_argument("--merged", action="store_true", help="also list every multi-part title and its rows")
     val.set_defaults(func=_validate)

@@ -10,6 +10,7 @@ import pandas as pd
 from pipeline.comply.flags import build_flags
 from pipeline.comply.rules import (
     FINDING_COLUMNS,
+    as_of,
     compliant_sites,
     mining_in_protected_area,
     registry_rules,
@@ -66,7 +67,7 @@ def evaluate(
             )
     if site_m is not None:
         flagged = set(found["site_id"].dropna()) if len(found) else set()
-        ok = compliant_sites(site_m, flagged_site_ids=flagged, aoi_area=aoi_area)
+        ok = compliant_sites(site_m, flagged_site_ids=flagged, aoi_area=aoi_area, on=as_of(mining))
         if len(ok):
             comp = gpd.GeoDataFrame(
                 {
@@ -87,6 +88,6 @@ def evaluate(
         "designation": aoi.designation,
         "near_site_m": params.near_site_m,
     }
-    flags = build_flags(found, aoi_id=aoi.aoi_id, run_id=run_id, sites=sites, context=context)
+    flags = build_flags(found, aoi_id=aoi.aoi_id, run_id=run_id, sites=sites, context=context, params=params)
     log.info("AOI %s: %d flags", aoi.aoi_id, len(flags))
     return flags

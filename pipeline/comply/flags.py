@@ -15,6 +15,7 @@ import geopandas as gpd
 import pandas as pd
 
 from pipeline.comply.rules import RULEBOOK_VERSION, RULES
+from pipeline.config import ComplyParams
 from pipeline.records import WGS84
 
 FLAG_COLUMNS = [
@@ -37,6 +38,7 @@ FLAG_COLUMNS = [
     "periods",
     "reason",
     "clause",
+    "thresholds",
     "lon",
     "lat",
     "run_id",
@@ -72,8 +74,9 @@ def build_flags(
     run_id: str,
     sites: gpd.GeoDataFrame | None,
     context: Mapping[str, Any],
+    params: ComplyParams | None = None,
 ) -> gpd.GeoDataFrame:
-    """One flag per finding, in EPSG:4326, with status ``new`` (the lifecycle sets it later).
+    """One flag per finding, in EPSG:4326, with status ``new`` (``comply.lifecycle`` sets it).
 
     Parameters
     ----------
@@ -82,6 +85,9 @@ def build_flags(
     context
         Values for the reason templates that are not in the finding (``aoi_name``,
         ``designation``, ``near_site_m``...).
+    params
+        Thresholds written into each flag (``thresholds`` column), so a flag says what it
+        was measured against.
     """
     if findings.empty:
         return gpd.GeoDataFrame(columns=[*FLAG_COLUMNS, "geometry"], geometry="geometry", crs=WGS84)
@@ -119,6 +125,7 @@ def build_flags(
                 "periods": rec.get("periods", ""),
                 "reason": _reason(rule.reason, values),
                 "clause": rule.clause,
+                "thresholds": rule.threshold_text(params or ComplyParams()),
                 "lon": round(point.x, 6),
                 "lat": round(point.y, 6),
                 "run_id": run_id,

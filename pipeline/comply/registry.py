@@ -72,16 +72,22 @@ class RegistryReport:
     merged: dict[str, list[int]] = field(default_factory=dict)
     """site_id -> rows merged into that one multi-part site."""
 
-    def lines(self) -> list[str]:
-        """Human-readable report, one line per fact."""
+    def lines(self, *, show_merged: bool = False) -> list[str]:
+        """Human-readable report, one line per fact (``show_merged``: one line per merged title)."""
         out = [
             f"rows read: {self.rows_read}",
             f"sites: {self.sites}",
             f"multi-part titles merged: {len(self.merged)} "
             f"({sum(len(v) for v in self.merged.values())} rows)",
-            f"rows rejected: {len(self.rejected)}",
+            f"rows rejected: {len(self.rejected)}"
+            + (" (row = feature number in the file from 1; CSV header not counted)" if self.rejected else ""),
         ]
         out += [f"  row {r.row} ({r.site_id}): {r.reason}" for r in self.rejected]
+        if show_merged:
+            out += [
+                f"  merged {sid}: rows {', '.join(map(str, rows))}"
+                for sid, rows in sorted(self.merged.items())
+            ]
         return out
 
 
@@ -106,14 +112,29 @@ def _to_date(value: Any) -> pd.Timestamp | None:
 
 
 def _circles(frame: gpd.GeoDataFrame) -> gpd.GeoSeries:
-    """Buffer point geometries by ``radius_m`` in their UTM zone."""
+    """Buffer point geometries by ``radius_m`` (m) in each point's own UTM zone.
+
+    One UTM CRS for the whole registry would stretch circles far from its central meridian
+    (a registry spanning several countries), so points are grouped by zone.
+    """
     geoms = frame.geometry.copy()
-    points = frame.geometry.geom_type == "Point"
-    if points.any():
-        sub = frame[points]
-        utm = sub.estimate_utm_crs()
-        radius = pd.to_numeric(sub.get("radius_m", 0), errors="coerce").fillna(0).clip(lower=1)
-        geoms[points] = sub.to_crs(utm).buffer(radius.to_numpy()).to_crs(WGS84).to_numpy()
+    points = (frame.geometry.geom_type == "Point") & ~frame.geometry.is_empty
+    if not points.any():
+        return geoms
+    sub = frame[points]
+    radius = (
+        pd.to_numeric(sub["radius_m"], errors="coerce") if "radius_m" in sub else pd.Series(0.0, sub.index)
+    )
+    radius = radius.fillna(0).clip(lower=1)
+    lon, lat = sub.geometry.x, sub.geometry.y
+    ok = lon.notna() & lat.notna()
+    geoms[sub.index[~ok]] = None  # a point without coordinates is rejected as empty
+    zone = ((lon[ok] + 180) // 6).clip(0, 59).astype(int) + 1
+    epsg = np.where(lat[ok] >= 0, 32600, 32700) + zone
+    for code in sorted(set(epsg)):
+        idx = zone.index[epsg == code]
+        circles = sub.loc[idx].to_crs(int(code)).buffer(radius[idx].to_numpy(), quad_segs=32)
+        geoms[idx] = circles.to_crs(WGS84).to_numpy()
     return geoms
 
 
@@ -153,7 +174,7 @@ def to_mine_sites(
             reject("missing site id")
             continue
         if geom is None or geom.is_empty:
-            reject("empty geometry")
+            reject("empty geometry (no polygon, or a point without lon/lat)")
             continue
         if not geom.is_valid:
             import shapely
@@ -179,8 +200,9 @@ def to_mine_sites(
                 reject(f"unknown licence status {status!r}; use one of {', '.join(LICENCE_STATUSES)}")
                 continue
             phase, kind = status, status
-            ended = valid_to is not None and valid_to < pd.Timestamp.now()
-            allows = status == "active" and not ended
+            # the validity window is checked by the rules against the detection date, so a
+            # registry read today and one read next year give the same sites
+            allows = status == "active"
         rows.append(
             {
                 "site_id": site_id,

@@ -1,8 +1,15 @@
-"""Compliance rules: named, versioned, with thresholds from config.
+"""Compliance rules: six small named functions, versioned, with thresholds from config.
 
-Each rule turns detections (and sites, AOI) into *findings*: one row per problem with the
+Each rule turns detections (and sites, the AOI) into *findings*: one row per problem with the
 offending geometry, hectares and detection ids. Areas and distances are measured in the
-AOI's equal-area CRS, never in degrees. ``pipeline.comply.flags`` turns findings into flags.
+metric CRS of the inputs (the AOI's equal-area CRS), never in degrees.
+``pipeline.comply.flags`` turns findings into flags; every flag carries the rule's id and
+version, the rulebook version, the thresholds used and the due-diligence clause.
+
+The rules partition mining: a hectare of mining inside a title that allows extraction raises
+nothing; inside a title that does not, ``activity_without_valid_licence``; outside every title,
+``clearing_outside_licence`` when within ``near_site_m`` of an extraction title, else
+``unregistered_mining``. No hectare of registry-joined mining falls between two rules.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 import geopandas as gpd
 import numpy as np
@@ -19,7 +27,7 @@ from pyproj import CRS
 from pipeline.config import ComplyParams
 from pipeline.records import WGS84, Aoi
 
-RULEBOOK_VERSION = "2026.11.1"
+RULEBOOK_VERSION = "2026.11.2"
 
 FINDING_COLUMNS = [
     "rule_id",
@@ -36,17 +44,26 @@ FINDING_COLUMNS = [
 
 @dataclass(frozen=True)
 class Rule:
-    """A compliance rule's identity and wording."""
+    """A compliance rule's identity, wording and the thresholds it reads."""
 
     rule_id: str
     version: str
+    """Bumped whenever what the rule fires on changes."""
     severity: str
+    """info, low, medium, high."""
     reason: str
     """One-sentence reason, ``str.format`` fields from the flag's columns."""
     clause: str
-    """The due-diligence clause the rule supports."""
+    """The due-diligence clauses the rule supports (OECD DDG Annex II, CRAFT, Forest Smart Mining)."""
+    thresholds: tuple[str, ...] = ()
+    """Names of the :class:`~pipeline.config.ComplyParams` fields the rule reads."""
+
+    def threshold_text(self, params: ComplyParams) -> str:
+        """``name=value`` pairs of the thresholds, as written into every flag."""
+        return ", ".join(f"{name}={getattr(params, name):g}" for name in self.thresholds)
 
 
+_OECD = "OECD Due Diligence Guidance for Minerals, Annex II"
 RULES: dict[str, Rule] = {
     r.rule_id: r
     for r in [
@@ -56,8 +73,10 @@ RULES: dict[str, Rule] = {
             "high",
             "{area_ha:.1f} ha of mining detected inside {aoi_name} ({designation}), "
             "first seen {first_seen}, last seen {last_seen}.",
-            "OECD DDG Annex II: serious abuses / illegal extraction in protected areas; "
-            "Forest Smart Mining: no mining in protected areas; CRAFT module 3 (legality).",
+            f"{_OECD} (serious abuses; illegal extraction in protected areas and indigenous "
+            "territories); CRAFT module 3 (legitimacy of the mining area); Forest Smart Mining "
+            "principle: no-go zones for protected areas.",
+            ("min_flag_area_ha", "footprint_cell_deg"),
         ),
         Rule(
             "clearing_outside_licence",
@@ -65,8 +84,10 @@ RULES: dict[str, Rule] = {
             "medium",
             "{area_ha:.1f} ha of mining within {near_site_m:.0f} m of title {site_id} but "
             "outside its licensed polygon, last seen {last_seen}.",
-            "OECD DDG Annex II: illegal extraction; CRAFT module 3 (legality of the mining "
-            "area); Forest Smart Mining: footprint limited to the licensed area.",
+            f"{_OECD} (illegal extraction, paragraph on legitimacy of mining); CRAFT module 3 "
+            "(mining only inside the legal title); Forest Smart Mining principle: footprint "
+            "limited to the licensed area.",
+            ("near_site_m", "min_flag_area_ha"),
         ),
         Rule(
             "unregistered_mining",
@@ -74,8 +95,9 @@ RULES: dict[str, Rule] = {
             "high",
             "{area_ha:.1f} ha of mining with no title that allows extraction within "
             "{near_site_m:.0f} m, last seen {last_seen}.",
-            "OECD DDG Annex II: illegal/informal extraction, risk of conflict financing; "
-            "CRAFT module 1 (identification of the producer).",
+            f"{_OECD} (informal / illegal extraction, risk of conflict financing); CRAFT "
+            "module 1 (identification of the producer) and module 3 (legitimacy).",
+            ("near_site_m", "min_flag_area_ha", "footprint_cell_deg"),
         ),
         Rule(
             "activity_without_valid_licence",
@@ -83,7 +105,9 @@ RULES: dict[str, Rule] = {
             "high",
             "{area_ha:.1f} ha of mining inside title {site_id}, whose phase '{phase}' "
             "({licence_kind}) does not allow extraction, last seen {last_seen}.",
-            "OECD DDG Annex II: illegal extraction; CRAFT module 3 (legal mining title).",
+            f"{_OECD} (illegal extraction without a valid title); CRAFT module 3 (legal "
+            "mining title in force).",
+            ("min_flag_area_ha",),
         ),
         Rule(
             "turbidity_downstream",
@@ -91,32 +115,39 @@ RULES: dict[str, Rule] = {
             "medium",
             "River turbidity downstream of site {site_id} is {downstream_fnu:.0f} FNU, "
             "{ratio:.1f}x the {upstream_fnu:.0f} FNU upstream.",
-            "OECD DDG Annex II (environmental harm, mercury/sediment); CRAFT module 5 "
-            "(environment); Forest Smart Mining: water management.",
+            f"{_OECD} (environmental harm: sediment and mercury release); CRAFT module 5 "
+            "(environment); Forest Smart Mining principle: water management.",
+            ("turbidity_ratio", "turbidity_floor_fnu"),
         ),
         Rule(
             "compliant",
             "1",
             "info",
             "Title {site_id} allows extraction and no mining was detected outside it.",
-            "OECD DDG Step 2 (risk assessment): no red flag found for this site.",
+            "OECD Due Diligence Guidance Step 2 (risk assessment): no red flag found for this "
+            "site in the period; CRAFT module 3 (legal title in force).",
         ),
     ]
 }
 
 
 def cell_key(lon: float, lat: float, *, cell_deg: float) -> str:
-    """Grid cell of a point, used to keep one flag id for mining that recurs nearby."""
+    """Grid cell of a point (EPSG:4326 lon/lat, degrees), used to keep one flag id for
+    mining that recurs nearby."""
     return f"{math.floor(lon / cell_deg)}:{math.floor(lat / cell_deg)}@{cell_deg:g}"
+
+
+def _empty(crs: CRS | None) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(columns=[*FINDING_COLUMNS, "geometry"], geometry="geometry", crs=crs)
 
 
 def _aggregate(pieces: gpd.GeoDataFrame, *, rule_id: str, by: str) -> gpd.GeoDataFrame:
     """Group pieces (geometry in a metric CRS) into one finding per ``by`` value."""
     if pieces.empty:
-        return gpd.GeoDataFrame(columns=[*FINDING_COLUMNS, "geometry"], geometry="geometry", crs=pieces.crs)
-    pieces = pieces.assign(area_ha=pieces.area / 1e4)
+        return _empty(pieces.crs)
     groups = []
     for key, part in pieces.groupby(by, sort=True):
+        footprint = part.geometry.union_all()
         groups.append(
             {
                 "rule_id": rule_id,
@@ -124,29 +155,92 @@ def _aggregate(pieces: gpd.GeoDataFrame, *, rule_id: str, by: str) -> gpd.GeoDat
                 "group_key": str(key),
                 "detection_ids": ",".join(sorted(set(part["detection_id"]))),
                 # overlapping detections of different periods: count each hectare once
-                "area_ha": float(part.geometry.union_all().area / 1e4),
+                "area_ha": float(footprint.area / 1e4),
                 "mined_area_ha": float(
                     part.drop_duplicates("detection_id")["mined_area_ha"].sum(min_count=1)
                 ),
                 "first_seen": min(part["first_seen"]),
                 "last_seen": max(part["last_seen"]),
-                "periods": ",".join(sorted(set(part["period"]))),
-                "geometry": part.geometry.union_all(),
+                "periods": ",".join(sorted(set(map(str, part["period"])))),
+                "geometry": footprint,
             }
         )
     return gpd.GeoDataFrame(groups, geometry="geometry", crs=pieces.crs)
 
 
-def _with_cells(pieces: gpd.GeoDataFrame, *, cell_deg: float) -> gpd.GeoDataFrame:
-    points = pieces.representative_point().to_crs(WGS84)
-    keys = [cell_key(p.x, p.y, cell_deg=cell_deg) for p in points]
-    return pieces.assign(cell=keys)
-
-
-def _pieces(detections: gpd.GeoDataFrame, mask: object) -> gpd.GeoDataFrame:
+def _clip(detections: gpd.GeoDataFrame, mask: object, *, keep: bool = True) -> gpd.GeoDataFrame:
+    """Pieces of detections inside (``keep``) or outside ``mask``; empty slivers dropped."""
+    if mask is None:
+        return detections.copy() if not keep else detections.iloc[:0].copy()
     out = detections.copy()
-    out["geometry"] = detections.geometry.intersection(mask)
+    out["geometry"] = detections.geometry.intersection(mask) if keep else detections.geometry.difference(mask)
     return out[~out.geometry.is_empty & (out.geometry.area > 0)]
+
+
+def _components(pieces: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Disjoint connected parts of the pieces' union: one row per (part, detection) with the
+    detection's attributes and the *part's* geometry, plus a ``part`` number.
+
+    Detections of different periods overlap; grouping parts instead of pieces keeps every
+    hectare in exactly one finding.
+    """
+    if pieces.empty:
+        return pieces.assign(part=pd.Series(dtype=int))
+    union = gpd.GeoSeries([pieces.geometry.union_all()], crs=pieces.crs).explode(index_parts=False)
+    parts = gpd.GeoDataFrame(geometry=union.to_numpy(), crs=pieces.crs)
+    parts = parts[parts.area > 0].reset_index(drop=True)
+    parts["part"] = range(len(parts))
+    polys = pieces.explode(index_parts=False).reset_index(drop=True)
+    polys = polys[polys.area > 0]
+    # a piece's interior point lies in exactly one part (robust to the union's re-noding)
+    points = polys.drop(columns="geometry").set_geometry(
+        polys.representative_point().to_numpy(), crs=pieces.crs
+    )
+    hit = gpd.sjoin_nearest(points, parts, how="left")
+    hit = hit[~hit.index.duplicated(keep="first")].drop_duplicates(["part", "detection_id"])
+    geoms = parts.set_index("part").geometry
+    out = hit.drop(columns=["geometry", "index_right"], errors="ignore")
+    return gpd.GeoDataFrame(out, geometry=geoms.loc[out["part"]].to_numpy(), crs=pieces.crs)
+
+
+def _part_cells(comps: gpd.GeoDataFrame, *, cell_deg: float) -> gpd.GeoDataFrame:
+    """Grid cell of each part (its interior point), shared by all rows of the part."""
+    if comps.empty:
+        return comps.assign(cell=pd.Series(dtype=object))
+    first = comps.drop_duplicates("part").set_index("part")
+    points = gpd.GeoSeries(first.geometry, crs=comps.crs).representative_point().to_crs(WGS84)
+    cells = {part: cell_key(p.x, p.y, cell_deg=cell_deg) for part, p in points.items()}
+    return comps.assign(cell=comps["part"].map(cells))
+
+
+def extraction_allowed(sites: gpd.GeoDataFrame, *, on: date | None) -> pd.Series:
+    """Boolean per site: the title allows extraction on ``on`` (validity window checked when
+    the registry gives one; SIGMINE gives none)."""
+    ok = sites["allows_extraction"].astype(bool)
+    if on is None:
+        return ok
+    day = pd.Timestamp(on)
+    for col, bad in (("licence_valid_to", lambda d: d < day), ("licence_valid_from", lambda d: d > day)):
+        if col in sites:
+            dates = pd.to_datetime(sites[col], errors="coerce")
+            ok &= ~(dates.notna() & bad(dates))
+    return ok
+
+
+def as_of(detections: gpd.GeoDataFrame) -> date | None:
+    """The latest ``last_seen`` date of the detections: the day titles are checked on."""
+    seen = [d for d in detections["last_seen"] if d is not None and not pd.isna(d)] if len(detections) else []
+    return pd.Timestamp(max(seen)).date() if seen else None
+
+
+def _split_titles(sites: gpd.GeoDataFrame, detections: gpd.GeoDataFrame) -> tuple[object, object]:
+    """Dissolved (extraction titles, other titles) in the sites' CRS, or None when empty."""
+    ok = extraction_allowed(sites, on=as_of(detections))
+    good, bad = sites[ok], sites[~ok]
+    return (
+        good.geometry.union_all() if len(good) else None,
+        bad.geometry.union_all() if len(bad) else None,
+    )
 
 
 def mining_in_protected_area(
@@ -154,118 +248,151 @@ def mining_in_protected_area(
 ) -> gpd.GeoDataFrame:
     """Mining detections inside the AOI when the AOI is a protected area / territory.
 
-    Supports OECD DDG Annex II and Forest Smart Mining's no-go principle for protected
-    areas. One finding per ``footprint_cell_deg`` grid cell, so a flag keeps its id while
-    the mining front grows night after night.
+    Rule ``mining_in_protected_area`` v1. Supports OECD DDG Annex II (serious abuses,
+    illegal extraction), CRAFT module 3 and the Forest Smart Mining no-go principle. One
+    finding per ``footprint_cell_deg`` grid cell so a flag keeps its id while the mining
+    front grows night after night.
+
+    Parameters
+    ----------
+    detections
+        Mining detections in ``crs`` (metres).
+    crs
+        The AOI's equal-area CRS.
     """
     if not aoi.protected or detections.empty:
-        return _aggregate(detections.iloc[:0], rule_id="mining_in_protected_area", by="cell")
+        return _empty(detections.crs)
     area = gpd.GeoSeries([aoi.geometry], crs=WGS84).to_crs(crs).iloc[0]
-    pieces = _with_cells(_pieces(detections, area), cell_deg=params.footprint_cell_deg)
-    return _aggregate(pieces.assign(site_id=None), rule_id="mining_in_protected_area", by="cell")
+    parts = _part_cells(_components(_clip(detections, area)), cell_deg=params.footprint_cell_deg)
+    return _aggregate(parts.assign(site_id=None), rule_id="mining_in_protected_area", by="cell")
+
+
+def activity_without_valid_licence(
+    detections: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, params: ComplyParams
+) -> gpd.GeoDataFrame:
+    """Mining inside titles that do not allow extraction, and outside every title that does.
+
+    Rule ``activity_without_valid_licence`` v1: applications, exploration permits, areas up
+    for bidding, and expired / suspended / not-yet-valid licences (validity checked on the
+    detections' last date). One finding per title; a hectare in two such titles appears in
+    both flags (each holder is asked), but impact statistics count it once. Supports OECD
+    DDG Annex II (illegal extraction) and CRAFT module 3.
+    """
+    good, bad = _split_titles(sites, detections)
+    if detections.empty or bad is None:
+        return _empty(detections.crs)
+    outside_good = _clip(detections, good, keep=False) if good is not None else detections
+    ok = extraction_allowed(sites, on=as_of(detections))
+    inside = gpd.overlay(
+        outside_good[["detection_id", "period", "first_seen", "last_seen", "mined_area_ha", "geometry"]],
+        sites.loc[~ok, ["site_id", "geometry"]],
+        how="intersection",
+        keep_geom_type=True,
+    )
+    return _aggregate(inside, rule_id="activity_without_valid_licence", by="site_id")
+
+
+def _outside_titles(
+    detections: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, params: ComplyParams, near: bool
+) -> gpd.GeoDataFrame:
+    """Disjoint parts of mining outside every title, split at ``near_site_m`` (m) from the
+    titles that allow extraction: the near side (``near=True``, with ``site_id`` of the
+    nearest such title) or the far side."""
+    if detections.empty:
+        return _components(detections).assign(site_id=pd.Series(dtype=object))
+    all_titles = sites.geometry.union_all() if len(sites) else None
+    outside = _clip(detections, all_titles, keep=False) if all_titles is not None else detections
+    licensed = sites[extraction_allowed(sites, on=as_of(detections))]
+    zone = licensed.geometry.union_all().buffer(params.near_site_m) if len(licensed) else None
+    comps = _components(_clip(outside, zone, keep=near))
+    if not near or comps.empty:
+        return comps.assign(site_id=None)
+    first = comps.drop_duplicates("part")[["part", "geometry"]].reset_index(drop=True)
+    joined = gpd.sjoin_nearest(
+        first, licensed[["site_id", "geometry"]].reset_index(drop=True), how="left", distance_col="distance_m"
+    )
+    # ties: the lowest site id, so the attribution does not depend on row order
+    joined = joined.sort_values(["part", "distance_m", "site_id"]).drop_duplicates("part")
+    return comps.assign(site_id=comps["part"].map(joined.set_index("part")["site_id"]))
+
+
+def clearing_outside_licence(
+    detections: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, params: ComplyParams
+) -> gpd.GeoDataFrame:
+    """Mining outside every title but within ``near_site_m`` (m) of a title that allows
+    extraction, attributed to the nearest such title.
+
+    Rule ``clearing_outside_licence`` v1. Supports OECD DDG Annex II (illegal extraction),
+    CRAFT module 3 and the Forest Smart Mining principle of a footprint limited to the
+    licensed area. Mining that straddles the ``near_site_m`` line is split at it.
+    """
+    parts = _outside_titles(detections, sites, params=params, near=True)
+    return _aggregate(parts, rule_id="clearing_outside_licence", by="site_id")
+
+
+def unregistered_mining(
+    detections: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, params: ComplyParams
+) -> gpd.GeoDataFrame:
+    """Mining outside every title and farther than ``near_site_m`` (m) from any title that
+    allows extraction, grouped by the ``footprint_cell_deg`` grid cell of each connected part.
+
+    Rule ``unregistered_mining`` v1. Supports OECD DDG Annex II (informal extraction, conflict
+    financing risk) and CRAFT modules 1 and 3.
+    """
+    parts = _outside_titles(detections, sites, params=params, near=False)
+    far = _part_cells(parts, cell_deg=params.footprint_cell_deg)
+    return _aggregate(far, rule_id="unregistered_mining", by="cell")
 
 
 def registry_rules(
     detections: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, params: ComplyParams
 ) -> list[gpd.GeoDataFrame]:
-    """``activity_without_valid_licence``, ``clearing_outside_licence`` and
-    ``unregistered_mining``, all in the metric CRS of the inputs.
-
-    * Mining inside a title that allows extraction is what the title is for: no finding.
-    * Mining inside titles that do not allow extraction (applications, exploration,
-      availability, expired / suspended) and outside every extraction title:
-      ``activity_without_valid_licence`` for each such title (OECD DDG Annex II).
-    * Mining outside every title: ``clearing_outside_licence`` when within ``near_site_m``
-      of a title that allows extraction (attributed to the nearest one), else
-      ``unregistered_mining`` grouped by grid cell.
-    """
-    empty = detections.iloc[:0]
-    if detections.empty:
-        return [
-            _aggregate(empty, rule_id=r, by="site_id")
-            for r in (
-                "activity_without_valid_licence",
-                "clearing_outside_licence",
-                "unregistered_mining",
-            )
-        ]
-    licensed = sites[sites["allows_extraction"].astype(bool)]
-    unlicensed = sites[~sites["allows_extraction"].astype(bool)]
-    licensed_union = licensed.geometry.union_all() if len(licensed) else None
-    all_union = sites.geometry.union_all() if len(sites) else None
-
-    outside_licensed = detections
-    if licensed_union is not None:
-        outside_licensed = detections.assign(geometry=detections.geometry.difference(licensed_union))
-        outside_licensed = outside_licensed[~outside_licensed.geometry.is_empty]
-
-    # activity_without_valid_licence: pieces of detections inside non-extraction titles
-    if len(unlicensed) and not outside_licensed.empty:
-        inside = gpd.overlay(
-            outside_licensed[
-                ["detection_id", "period", "first_seen", "last_seen", "mined_area_ha", "geometry"]
-            ],
-            unlicensed[["site_id", "geometry"]],
-            how="intersection",
-            keep_geom_type=True,
-        )
-    else:
-        inside = empty.assign(site_id=pd.Series(dtype=object))
-    awvl = _aggregate(inside, rule_id="activity_without_valid_licence", by="site_id")
-
-    outside_all = outside_licensed
-    if all_union is not None and not outside_all.empty:
-        outside_all = outside_all.assign(geometry=outside_all.geometry.difference(all_union))
-        outside_all = outside_all[~outside_all.geometry.is_empty & (outside_all.geometry.area > 0)]
-    near_site: list[object] = [None] * len(outside_all)
-    if len(licensed) and not outside_all.empty:
-        joined = gpd.sjoin_nearest(
-            outside_all[["geometry"]].reset_index(drop=True),
-            licensed[["site_id", "geometry"]].reset_index(drop=True),
-            how="left",
-            max_distance=params.near_site_m,
-            distance_col="distance_m",
-        )
-        joined = joined[~joined.index.duplicated(keep="first")]
-        near_site = [s if isinstance(s, str) else None for s in joined["site_id"]]
-    outside_all = outside_all.assign(site_id=near_site)
-    near = outside_all[outside_all["site_id"].notna()]
-    far = _with_cells(outside_all[outside_all["site_id"].isna()], cell_deg=params.footprint_cell_deg)
+    """The three registry rules, in the metric CRS of the inputs."""
     return [
-        awvl,
-        _aggregate(near, rule_id="clearing_outside_licence", by="site_id"),
-        _aggregate(far, rule_id="unregistered_mining", by="cell"),
+        activity_without_valid_licence(detections, sites, params=params),
+        clearing_outside_licence(detections, sites, params=params),
+        unregistered_mining(detections, sites, params=params),
     ]
 
 
 def turbidity_downstream(river_stats: pd.DataFrame, *, params: ComplyParams) -> pd.DataFrame:
-    """Sites whose downstream median FNU is >= ``turbidity_ratio`` x upstream and >= the
+    """Sites whose downstream median FNU is >= ``turbidity_ratio`` x upstream and >=
     ``turbidity_floor_fnu``.
 
-    ``river_stats`` has ``site_id``, ``upstream_fnu``, ``downstream_fnu`` (medians over a
-    reach each side of the site) and may have ``first_seen``/``last_seen``.
-    Supports OECD DDG Annex II environmental risk and CRAFT module 5.
+    Rule ``turbidity_downstream`` v1. Supports OECD DDG Annex II (environmental harm),
+    CRAFT module 5 and Forest Smart Mining water management.
+
+    Parameters
+    ----------
+    river_stats
+        ``site_id``, ``upstream_fnu``, ``downstream_fnu`` (medians over a reach on each side
+        of the site, FNU); may have ``first_seen``/``last_seen``. Upstream 0 FNU counts as an
+        infinite ratio; NaN on either side never fires.
+
+    Returns
+    -------
+    DataFrame
+        The rows that fire, with ``ratio`` added.
     """
     if river_stats.empty:
         return river_stats.assign(ratio=pd.Series(dtype=float))
-    up = river_stats["upstream_fnu"].astype(float)
-    down = river_stats["downstream_fnu"].astype(float)
+    up = river_stats["upstream_fnu"].astype(float).to_numpy()
+    down = river_stats["downstream_fnu"].astype(float).to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(up > 0, down / up, np.inf)
+        ratio = np.where(up > 0, down / up, np.where(np.isnan(up), np.nan, np.inf))
     fires = (ratio >= params.turbidity_ratio) & (down >= params.turbidity_floor_fnu)
     return river_stats.assign(ratio=ratio)[fires].reset_index(drop=True)
 
 
 def compliant_sites(
-    sites: gpd.GeoDataFrame, *, flagged_site_ids: set[str], aoi_area: object
+    sites: gpd.GeoDataFrame, *, flagged_site_ids: set[str], aoi_area: object, on: date | None = None
 ) -> gpd.GeoDataFrame:
-    """Sites in the AOI that allow extraction and carry none of the other flags."""
-    ok = sites[
-        sites["allows_extraction"].astype(bool)
-        & ~sites["site_id"].isin(flagged_site_ids)
-        & sites.intersects(aoi_area)
-    ]
-    return ok
+    """Sites in the AOI whose title allows extraction (on ``on``) and carry no other flag.
+
+    Rule ``compliant`` v1 (OECD DDG Step 2: no red flag for the site in the period).
+    """
+    ok = extraction_allowed(sites, on=on)
+    return sites[ok & ~sites["site_id"].isin(flagged_site_ids) & sites.intersects(aoi_area)]
 
 
 RuleFunction = Callable[..., gpd.GeoDataFrame]

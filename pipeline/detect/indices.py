@@ -76,3 +76,28 @@ def bsi(
     _check_same_grid(blue, red, nir, swir1)
     out = xr.apply_ufunc(_bsi, blue, red, nir, swir1, dask="parallelized", output_dtypes=[np.float32])
     return out.rename(name)
+
+
+def ndre(nir: xr.DataArray, red_edge: xr.DataArray, *, name: str = "ndre") -> xr.DataArray:
+    """Normalized Difference Red Edge, Gitelson & Merzlyak (1994) (S2: B8A, B05).
+
+    Saturates later than NDVI over dense canopy, so it separates intact forest from
+    degraded or regrowing vegetation that NDVI calls equal.
+    """
+    return normalized_difference(nir, red_edge, name=name)
+
+
+def _ratio_minus_one(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float32, copy=False)
+    b = b.astype(np.float32, copy=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(b != 0, a / b - np.float32(1.0), np.float32(np.nan))
+    return out.astype(np.float32, copy=False)
+
+
+def cire(nir: xr.DataArray, red_edge: xr.DataArray, *, name: str = "cire") -> xr.DataArray:
+    """Red-edge chlorophyll index ``NIR / RE - 1``, Gitelson et al. (2003) (S2: B8A or
+    B07 over B05); NaN where the red-edge band is zero."""
+    _check_same_grid(nir, red_edge)
+    out = xr.apply_ufunc(_ratio_minus_one, nir, red_edge, dask="parallelized", output_dtypes=[np.float32])
+    return out.rename(name)

@@ -17,7 +17,7 @@ import xarray as xr
 
 from pipeline.config import DetectParams
 
-NODATA, FOREST, OTHER_VEG, BARE, WATER_CLEAR, WATER_TURBID = 0, 1, 2, 3, 4, 5
+NODATA, FOREST, OTHER_VEG, BARE, WATER_CLEAR, WATER_TURBID, BUILT_UP, MASKED = 0, 1, 2, 3, 4, 5, 6, 7
 CLASS_NAMES = {
     NODATA: "nodata",
     FOREST: "forest",
@@ -25,7 +25,13 @@ CLASS_NAMES = {
     BARE: "bare_mining",
     WATER_CLEAR: "water_clear",
     WATER_TURBID: "water_turbid",
+    BUILT_UP: "built_up",
+    MASKED: "masked",
 }
+#: Class name -> code, for the classifier's classes ("water" is split by FNU afterwards).
+CLASS_CODES = {name: code for code, name in CLASS_NAMES.items()} | {"water": WATER_CLEAR}
+#: Codes that are an observation of the ground (not nodata, not cloud / shadow).
+VALID_CODES = (FOREST, OTHER_VEG, BARE, WATER_CLEAR, WATER_TURBID, BUILT_UP)
 
 
 def _classify(

@@ -1,60 +1,81 @@
 """Scene sources: one small protocol, several readers.
 
-``SceneSource.load(aoi, period, *, bands, chunks) -> xr.Dataset`` returns one lazy variable
-per band with dims ``("time", "y", "x")``, float32 reflectance 0-1 (scale and offset applied
-per scene), nodata as NaN, and ``scene_id`` / acquisition ``time`` coordinates.
+``SceneSource.load(aoi, period, *, bands, resolution, chunks) -> xr.Dataset`` returns one
+lazy float32 variable per band with dims ``("time", "y", "x")`` on the AOI's UTM grid:
+reflectance 0-1 (scale and offset applied per scene and recorded in the ``scale`` /
+``offset`` coordinates), mask bands (SCL, CLM, IS_DATA, dataMask) as their class values,
+nodata as NaN, and ``scene_id`` / acquisition ``time`` coordinates along ``time``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import rasterio
-import rioxarray
+import rioxarray  # noqa: F401  (registers the .rio accessor on the returned Dataset)
 import xarray as xr
 from rasterio.errors import RasterioIOError
-from rasterio.windows import from_bounds
+from rasterio.warp import transform_bounds
 
-from pipeline.errors import NoDataError, RasterError
+from pipeline.errors import NoDataError, PipelineError, RasterError
+from pipeline.ingest.aoi import utm_crs_for
+from pipeline.ingest.grid import FileRead, GridSpec, check_complete, lazy_read, on_same_grid
 from pipeline.ingest.paths import resolve_input
 from pipeline.periods import Period
 from pipeline.records import Aoi
 
 log = logging.getLogger(__name__)
 
+#: Bands holding classes or flags, never scaled to reflectance.
+MASK_BANDS = frozenset({"SCL", "CLM", "IS_DATA", "dataMask"})
+DEFAULT_RESOLUTION_M = 10.0
+OnError = Literal["raise", "skip"]
+
 
 @dataclass(frozen=True, kw_only=True)
 class SceneSpec:
-    """One scene file of a local folder source (an index entry)."""
+    """One scene of a local source (an index entry): one multi-band file, or one file per
+    band, plus optional mask files."""
 
-    path: Path
-    """GeoTIFF / COG with one band per spectral band (band descriptions name them)."""
     scene_id: str
     """Stable id of the scene (product id or file stem)."""
+    path: Path | None = None
+    """GeoTIFF / COG with one band per spectral band; None when every band has its own file."""
+    band_paths: Mapping[str, Path] = field(default_factory=dict)
+    """Band name -> single-band file (per-band layouts and mask files: CLM, IS_DATA, SCL)."""
+    band_names: tuple[str, ...] = ()
+    """Names of the bands of ``path`` in order, when its band descriptions do not say."""
     datetime: datetime | None = None
-    """Acquisition time; None when the source did not record it."""
-    scale: float = 1e-4
-    """Reflectance = DN * scale + offset."""
-    offset: float = 0.0
-    """Per-scene offset (L2A processing baseline >= 04.00 carries BOA_ADD_OFFSET -0.1)."""
+    """Acquisition time (UTC, naive); None when the source did not record it."""
+    scale: float | None = None
+    """Reflectance = DN * scale + offset; None = from the file (scales / ``scale_factor``)."""
+    offset: float | None = None
+    """Per-scene offset (L2A baseline >= 04.00 carries BOA_ADD_OFFSET -0.1); None = file's."""
 
     @classmethod
-    def from_mapping(cls, entry: dict[str, Any], *, root: Path) -> SceneSpec:
-        """Build from an AOI ``inputs.scenes`` entry; ``path`` relative to ``root``."""
-        path = resolve_input(str(entry["path"]), root=root)
+    def from_mapping(cls, entry: Mapping[str, Any], *, root: Path) -> SceneSpec:
+        """Build from an AOI ``inputs.scenes`` entry or a JSON index; paths relative to ``root``."""
+        path = resolve_input(str(entry["path"]), root=root) if entry.get("path") else None
+        bands = {str(k): resolve_input(str(v), root=root) for k, v in (entry.get("bands") or {}).items()}
         when = entry.get("datetime")
+        if path is None and not bands:
+            raise RasterError(f"Scene entry {dict(entry)} has neither 'path' nor 'bands'. Give one.")
+        stem = path.stem if path is not None else next(iter(bands.values())).stem
         return cls(
+            scene_id=str(entry.get("scene_id") or stem),
             path=path,
-            scene_id=str(entry.get("scene_id") or path.stem),
-            datetime=datetime.fromisoformat(when) if when else None,
-            scale=float(entry.get("scale", 1e-4)),
-            offset=float(entry.get("offset", 0.0)),
+            band_paths=bands,
+            band_names=tuple(entry.get("band_names") or ()),
+            datetime=datetime.fromisoformat(str(when)).replace(tzinfo=None) if when else None,
+            scale=float(entry["scale"]) if entry.get("scale") is not None else None,
+            offset=float(entry["offset"]) if entry.get("offset") is not None else None,
         )
 
 
@@ -67,99 +88,278 @@ class SceneSource(Protocol):
         period: Period | None,
         *,
         bands: Sequence[str],
+        resolution: float | None = None,
         chunks: int = 512,
     ) -> xr.Dataset:
-        """Lazy reflectance cube for the AOI and period, dims ``("time", "y", "x")``."""
+        """Lazy cube for the AOI and period on its UTM grid, dims ``("time", "y", "x")``."""
         ...
 
 
-def _aligned_chunks(requested: int, block: int) -> int:
-    """Round the chunk edge to a multiple of the file's block edge so no block is read twice."""
-    return max(block, (requested // block) * block)
+@dataclass(frozen=True)
+class _Opened:
+    """What the header of one file says (read once, eagerly, to fail early and clearly)."""
+
+    path: Path
+    names: tuple[str, ...]
+    crs: Any
+    bounds: tuple[float, float, float, float]
+    res: tuple[float, float]
+    transform: Any
+    block: tuple[int, int]
+    nodata: float | None
+    dtype: str
+    scales: tuple[float, ...]
+    offsets: tuple[float, ...]
 
 
-def open_scene(spec: SceneSpec, aoi: Aoi, *, bands: Sequence[str], chunks: int = 512) -> xr.Dataset:
-    """Open one scene lazily, clipped to the AOI's bounding box.
+def _inspect(path: Path, *, names: Sequence[str] = ()) -> _Opened:
+    try:
+        with rasterio.open(path) as src:
+            check_complete(src, path)
+            tags = src.tags()
+            file_scales = [float(s) for s in src.scales]
+            file_offsets = [float(o) for o in src.offsets]
+            if all(s == 1.0 for s in file_scales) and "scale_factor" in tags:
+                file_scales = [float(tags["scale_factor"])] * src.count
+            if all(o == 0.0 for o in file_offsets) and "add_offset" in tags:
+                file_offsets = [float(tags["add_offset"])] * src.count
+            descriptions = tuple(d or "" for d in src.descriptions)
+            if names and len(names) != src.count:
+                raise RasterError(
+                    f"{path} has {src.count} bands but the scene index names {len(names)} ({list(names)}). "
+                    "Fix 'band_names' in the index."
+                )
+            return _Opened(
+                path=path,
+                names=tuple(names) or descriptions,
+                crs=src.crs,
+                bounds=tuple(src.bounds),
+                res=src.res,
+                transform=src.transform,
+                block=src.block_shapes[0],
+                nodata=src.nodata,
+                dtype=src.dtypes[0],
+                scales=tuple(file_scales),
+                offsets=tuple(file_offsets),
+            )
+    except RasterioIOError as exc:
+        raise RasterError(
+            f"Scene file {path} cannot be read ({exc}). It is missing, truncated or not a GeoTIFF: "
+            "download it again."
+        ) from exc
+
+
+def _aoi_bounds(aoi: Aoi, crs: Any) -> tuple[float, float, float, float]:
+    b = aoi.to_frame().to_crs(crs).total_bounds
+    return float(b[0]), float(b[1]), float(b[2]), float(b[3])
+
+
+def aoi_grid(aoi: Aoi, *, resolution: float, anchor: tuple[float, float] = (0.0, 0.0)) -> GridSpec:
+    """The AOI's UTM grid at ``resolution`` metres, edges on ``anchor`` + k x resolution."""
+    crs = utm_crs_for(aoi.geometry)
+    return GridSpec.covering(
+        _aoi_bounds(aoi, crs), crs=crs, resolution=(resolution, resolution), anchor=anchor
+    )
+
+
+def _choose_grid(aoi: Aoi, headers: Sequence[_Opened], resolution: float | None) -> GridSpec:
+    crs = utm_crs_for(aoi.geometry)
+    native = [h for h in headers if h.crs is not None and rasterio.crs.CRS.from_user_input(h.crs) == crs]
+    if resolution is None and headers and len(native) == len(headers):
+        # every file already in the AOI's zone: keep its pixels (no resampling at all)
+        first = native[0]
+        if all(np.allclose(h.res, first.res) for h in native):
+            anchor = (first.transform.c, first.transform.f)
+            return GridSpec.covering(_aoi_bounds(aoi, crs), crs=crs, resolution=first.res, anchor=anchor)
+    return aoi_grid(aoi, resolution=resolution or DEFAULT_RESOLUTION_M)
+
+
+def _scale_offset(spec: SceneSpec, head: _Opened, band: str, index: int) -> tuple[float, float]:
+    """Index value first, then the file's own scale/offset; integer DN without either are
+    Sentinel-2 style x 10000."""
+    if band in MASK_BANDS:
+        return 1.0, 0.0
+    scale = spec.scale if spec.scale is not None else head.scales[index - 1]
+    if spec.scale is None and scale == 1.0 and np.issubdtype(np.dtype(head.dtype), np.integer):
+        scale = 1e-4
+    offset = spec.offset if spec.offset is not None else head.offsets[index - 1]
+    return float(scale), float(offset)
+
+
+def _file_reads(
+    spec: SceneSpec, bands: Sequence[str], headers: Mapping[Path, _Opened], grid: GridSpec
+) -> list[tuple[FileRead, tuple[str, ...], tuple[int, int]]]:
+    """Group the wanted bands by the file they live in: one read per file and chunk."""
+    per_file: dict[Path, list[tuple[str, int]]] = {}
+    for band in bands:
+        if band in spec.band_paths:
+            per_file.setdefault(spec.band_paths[band], []).append((band, 1))
+            continue
+        head = headers.get(spec.path) if spec.path is not None else None
+        if head is None or band not in head.names:
+            have = sorted({*spec.band_paths, *(head.names if head else ())} - {""})
+            raise RasterError(
+                f"Scene {spec.scene_id} lacks band {band!r}; it has {have}. Name the bands in the "
+                "file's descriptions or give 'band_names' / 'bands' in the scene index."
+            )
+        assert spec.path is not None
+        per_file.setdefault(spec.path, []).append((band, head.names.index(band) + 1))
+    out = []
+    for path, wanted in per_file.items():
+        head = headers[path]
+        idx = tuple(i for _, i in wanted)
+        names = tuple(b for b, _ in wanted)
+
+        scale = tuple(_scale_offset(spec, head, b, i)[0] for b, i in wanted)
+        offset = tuple(_scale_offset(spec, head, b, i)[1] for b, i in wanted)
+        with rasterio.open(path) as src:
+            direct = on_same_grid(src, grid)
+        read = FileRead(
+            path=str(path), indexes=idx, scale=scale, offset=offset, nodata=head.nodata, direct=direct
+        )
+        out.append((read, names, head.block))
+    return out
+
+
+def _check_scene(spec: SceneSpec, headers: Mapping[Path, _Opened], grid: GridSpec, aoi: Aoi) -> None:
+    for path in {p for p in [spec.path, *spec.band_paths.values()] if p is not None}:
+        head = headers[path]
+        if head.crs is None:
+            raise RasterError(
+                f"Scene {spec.scene_id}: {path} has no CRS. Set it, e.g. "
+                "`gdal_edit.py -a_srs EPSG:32721 FILE`, or rewrite it with rio.write_crs()."
+            )
+        gl, gb, gr, gt = transform_bounds(grid.crs, head.crs, *grid.bounds, densify_pts=21)
+        sl, sb, sr, st = head.bounds
+        if min(gr, sr) <= max(gl, sl) or min(gt, st) <= max(gb, sb):
+            raise NoDataError(
+                f"Scene {spec.scene_id} ({path}, bounds {tuple(round(v, 4) for v in head.bounds)} in "
+                f"{head.crs}) does not overlap AOI '{aoi.aoi_id}'. Check the scene index or the AOI geometry."
+            )
+
+
+def open_scene(
+    spec: SceneSpec,
+    aoi: Aoi,
+    *,
+    bands: Sequence[str],
+    grid: GridSpec | None = None,
+    resolution: float | None = None,
+    chunks: int = 512,
+) -> xr.Dataset:
+    """Open one scene lazily on the AOI's UTM grid (or ``grid``).
 
     Returns
     -------
     xr.Dataset
         One float32 variable per band, dims ``("time", "y", "x")`` with time of length 1,
-        in the scene's own CRS (``rio.crs``), NaN where the file has nodata.
+        coords ``scene_id``, ``scale``, ``offset`` along time; NaN where there is no data.
 
     Raises
     ------
     RasterError
-        Unreadable or corrupt file, missing CRS, or missing bands (the message lists the
-        bands the file has).
+        Unreadable, truncated or corrupt file, missing CRS, or missing bands (the message
+        lists the bands the scene has).
     NoDataError
         The scene does not overlap the AOI.
     """
-    try:
-        with rasterio.open(spec.path) as src:
-            names = list(src.descriptions)
-            crs = src.crs
-            block = src.block_shapes[0][0] if src.block_shapes else 256
-            nodata = src.nodata
-            aoi_bounds = tuple(aoi.to_frame().to_crs(crs).total_bounds) if crs else (0.0, 0.0, 0.0, 0.0)
-            if crs is not None:
-                window = from_bounds(*aoi_bounds, transform=src.transform).round_offsets().round_lengths()
-                overlap = window.intersection(rasterio.windows.Window(0, 0, src.width, src.height))
-                if overlap.width <= 0 or overlap.height <= 0:
-                    raise NoDataError(
-                        f"Scene {spec.scene_id} ({spec.path}) does not overlap AOI '{aoi.aoi_id}'. "
-                        "Check the scene index or the AOI geometry."
-                    )
-    except RasterioIOError as exc:
-        raise RasterError(
-            f"Scene {spec.path} cannot be read ({exc}). The file is missing or corrupt: download it again."
-        ) from exc
-    except rasterio.errors.WindowError as exc:
-        raise NoDataError(
-            f"Scene {spec.scene_id} does not overlap AOI '{aoi.aoi_id}'. Check the scene index."
-        ) from exc
-    if crs is None:
-        raise RasterError(
-            f"Scene {spec.path} has no CRS. Set it, e.g. `gdal_edit.py -a_srs EPSG:32621 FILE`."
-        )
-    missing = [b for b in bands if b not in names]
-    if missing:
-        raise RasterError(
-            f"Scene {spec.path} lacks bands {missing}; it has {names}. Name the bands in the "
-            "file's descriptions or map them in the scene index."
-        )
-    edge = _aligned_chunks(chunks, block)
-    arr = rioxarray.open_rasterio(spec.path, chunks={"band": 1, "y": edge, "x": edge}, lock=False)
-    assert isinstance(arr, xr.DataArray)
-    arr = arr.rio.clip_box(*aoi_bounds, allow_one_dimensional_raster=True)
-    arr = arr.assign_coords(band=names)
-    when = (
-        np.datetime64(spec.datetime.replace(tzinfo=None), "ns")
-        if spec.datetime
-        else np.datetime64("NaT", "ns")
+    files = {p for p in [spec.path, *spec.band_paths.values()] if p is not None}
+    headers = {p: _inspect(p, names=spec.band_names if p == spec.path else ()) for p in files}
+    if grid is None:
+        grid = _choose_grid(aoi, list(headers.values()), resolution)
+    _check_scene(spec, headers, grid, aoi)
+    ys, xs = grid.coords()
+    data: dict[str, xr.DataArray] = {}
+    scales: dict[str, float] = {}
+    offsets: dict[str, float] = {}
+    for read, names, block in _file_reads(spec, bands, headers, grid):
+        arr = lazy_read(read, grid, chunks=chunks, block=block)
+        for i, name in enumerate(names):
+            scales[name], offsets[name] = read.scale[i], read.offset[i]
+            data[name] = xr.DataArray(
+                arr[i][None],
+                dims=("time", "y", "x"),
+                attrs={"units": "class" if name in MASK_BANDS else "reflectance (0-1)"},
+            )
+    when = np.datetime64(spec.datetime, "ns") if spec.datetime else np.datetime64("NaT", "ns")
+    refl = [b for b in bands if b not in MASK_BANDS]
+    ds = xr.Dataset(
+        {b: data[b] for b in bands},
+        coords={
+            "time": [when],
+            "y": ys,
+            "x": xs,
+            "scene_id": ("time", [spec.scene_id]),
+            "scale": ("time", [scales[refl[0]] if refl else math.nan]),
+            "offset": ("time", [offsets[refl[0]] if refl else math.nan]),
+        },
     )
-    out = {}
-    for name in bands:
-        dn = arr.sel(band=name, drop=True)
-        refl = dn.astype("float32") * np.float32(spec.scale) + np.float32(spec.offset)
-        if nodata is not None:
-            refl = refl.where(dn != nodata)
-        out[name] = refl.expand_dims(time=[when]).astype("float32")
-    ds = xr.Dataset(out)
-    ds = ds.assign_coords(scene_id=("time", [spec.scene_id]))
-    ds = ds.rio.write_crs(crs)
-    ds.attrs.update(
-        {"scale_applied": spec.scale, "offset_applied": spec.offset, "units": "reflectance (0-1)"}
+    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+    ds.attrs.update({"resolution_m": grid.resolution[0], "scales": str(scales), "offsets": str(offsets)})
+    log.info(
+        "scene %s: %dx%d px on %s, bands %s, scale %s offset %s",
+        spec.scene_id,
+        grid.width,
+        grid.height,
+        grid.crs.to_string(),
+        list(bands),
+        scales.get(refl[0]) if refl else None,
+        offsets.get(refl[0]) if refl else None,
     )
-    log.info("scene %s: %s px, bands %s, chunks %d", spec.scene_id, dict(arr.sizes), list(bands), edge)
     return ds
 
 
-class LocalFolderSource:
-    """Scenes listed in an index (the AOI's ``inputs.scenes``), read lazily from disk."""
+def aoi_footprint(aoi: Aoi, cube: xr.Dataset | xr.DataArray) -> xr.DataArray:
+    """bool ``("y", "x")`` on the cube's grid: True for pixels whose centre is in the AOI
+    (numpy; the grid is small next to the cube, and valid fractions should count only these)."""
+    from rasterio.features import geometry_mask
 
-    def __init__(self, scenes: Sequence[SceneSpec]) -> None:
+    shapes = aoi.to_frame().to_crs(cube.rio.crs).geometry
+    inside = geometry_mask(
+        shapes, out_shape=(cube.sizes["y"], cube.sizes["x"]), transform=cube.rio.transform(), invert=True
+    )
+    return xr.DataArray(inside, dims=("y", "x"), coords={"y": cube["y"], "x": cube["x"]}, name="aoi")
+
+
+def stack_scenes(parts: Sequence[xr.Dataset]) -> xr.Dataset:
+    """Stack per-scene datasets along time, sorted; parts sharing a ``scene_id`` (tiles of
+    one acquisition) are merged into one time step, the first non-NaN value winning."""
+    by_id: dict[str, xr.Dataset] = {}
+    for part in parts:
+        sid = str(part["scene_id"].values[0])
+        by_id[sid] = part if sid not in by_id else by_id[sid].fillna(part)
+    merged = list(by_id.values())
+    if len(merged) == 1:
+        return merged[0]
+    out = xr.concat(merged, dim="time", join="exact", combine_attrs="drop_conflicts").sortby("time")
+    return out.rio.write_crs(merged[0].rio.crs)
+
+
+class LocalFolderSource:
+    """Scenes from an index (AOI ``inputs.scenes``, a folder's file names or STAC items),
+    read lazily from disk onto the AOI's UTM grid.
+
+    Parameters
+    ----------
+    scenes
+        The index; build it with :func:`pipeline.ingest.index.index_folder` for a folder.
+    on_error
+        ``raise`` (default): a scene that is corrupt or misses the AOI stops the load.
+        ``skip``: it is logged with its reason and left out (an empty result still raises
+        :class:`NoDataError`).
+    """
+
+    def __init__(self, scenes: Sequence[SceneSpec], *, on_error: OnError = "raise") -> None:
         self.scenes = list(scenes)
+        self.on_error = on_error
+
+    def select(self, period: Period | None) -> list[SceneSpec]:
+        """Scenes in ``period`` (undated scenes always count: their date is unknown)."""
+        return [
+            s
+            for s in self.scenes
+            if period is None or s.datetime is None or period.contains(s.datetime.date())
+        ]
 
     def load(
         self,
@@ -167,17 +367,40 @@ class LocalFolderSource:
         period: Period | None,
         *,
         bands: Sequence[str],
+        resolution: float | None = None,
         chunks: int = 512,
     ) -> xr.Dataset:
-        """Concatenate the scenes in the period (undated scenes always count) along time."""
-        chosen = [
-            s
-            for s in self.scenes
-            if period is None or s.datetime is None or period.contains(s.datetime.date())
-        ]
+        """Stack the scenes of the period along time on one grid (see :func:`open_scene`).
+
+        Raises
+        ------
+        NoDataError
+            No scene in the period, or (with ``on_error="skip"``) none usable.
+        """
+        chosen = self.select(period)
         if not chosen:
-            raise NoDataError(f"No scene of AOI '{aoi.aoi_id}' falls in period {period}.")
-        parts = [open_scene(s, aoi, bands=bands, chunks=chunks) for s in chosen]
-        if len(parts) == 1:
-            return parts[0]
-        return xr.concat(parts, dim="time", join="outer").sortby("time")
+            raise NoDataError(
+                f"No scene of AOI '{aoi.aoi_id}' falls in period {period} ({len(self.scenes)} indexed). "
+                "Choose another period or add scenes."
+            )
+        headers = []
+        for s in chosen:
+            for p in {p for p in [s.path, *s.band_paths.values()] if p is not None}:
+                try:
+                    headers.append(_inspect(p, names=s.band_names if p == s.path else ()))
+                except PipelineError:
+                    if self.on_error == "raise":
+                        raise
+        grid = _choose_grid(aoi, headers, resolution)
+        parts, skipped = [], []
+        for spec in chosen:
+            try:
+                parts.append(open_scene(spec, aoi, bands=bands, grid=grid, chunks=chunks))
+            except PipelineError as exc:
+                if self.on_error == "raise":
+                    raise
+                log.warning("skipping scene %s: %s", spec.scene_id, exc)
+                skipped.append(f"{spec.scene_id}: {exc}")
+        if not parts:
+            raise NoDataError(f"AOI '{aoi.aoi_id}', period {period}: no usable scene. " + " | ".join(skipped))
+        return stack_scenes(parts)

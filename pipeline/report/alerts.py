@@ -1,10 +1,18 @@
-"""Alerts to NGOs. The outbox (one JSON file per alert) is always written first; other
-channels (webhook, e-mail) deliver from it."""
+"""Alerts to NGOs.
+
+The outbox (one JSON file per alert, ``<flag_id>-<status>-<last_seen>.json``) is always
+written first and is the source of truth; :func:`deliver` then hands each outbox alert to
+every matching subscription's channels (webhook, e-mail) and records each delivery in the
+SQLite state file (table ``alert_delivery``), so an alert is sent once per subscriber and
+channel however often the night is rerun, and an endpoint that is down gets every alert
+when it is back.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +28,7 @@ ALERT_STATUSES = ("new", "worsening")
 
 
 def alert_payloads(
-    flags: gpd.GeoDataFrame, *, map_link: str, min_severity: str = "medium"
+    flags: gpd.GeoDataFrame, *, map_link: str, min_severity: str = "medium", aoi_name: str = ""
 ) -> list[dict[str, Any]]:
     """One alert per flag that is new or worsening and at least ``min_severity``.
 
@@ -42,7 +50,13 @@ def alert_payloads(
                 "severity": rec["severity"],
                 "reason": rec["reason"],
                 "aoi_id": rec["aoi_id"],
-                "site_id": rec.get("site_id"),
+                "aoi_name": aoi_name or rec["aoi_id"],
+                "site_id": _plain(rec.get("site_id")),
+                "site_name": _plain(rec.get("site_name")),
+                "licence_status": _plain(rec.get("licence_status")),
+                "licence_kind": _plain(rec.get("licence_kind")),
+                "periods": _plain(rec.get("periods")),
+                "run_id": _plain(rec.get("run_id")),
                 "area_ha": _plain(rec["area_ha"]),
                 "first_seen": _plain(rec.get("first_seen")),
                 "last_seen": last_seen,
@@ -65,7 +79,8 @@ def write_outbox(payloads: list[dict[str, Any]], outbox: Path) -> list[Path]:
         target = outbox / f"{payload['alert_id']}.json"
         if target.exists():
             continue
-        write_text(target, json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+        doc = {**payload, "created": datetime.now(UTC).isoformat(timespec="seconds")}
+        write_text(target, json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
         written.append(target)
     log.info(
         "outbox %s: %d new alerts (%d already queued)",

@@ -81,3 +81,46 @@ def write_csv(frame: gpd.GeoDataFrame, target: Path) -> Path:
     table = pd.DataFrame(f.drop(columns=f.geometry.name))
     table["wkt"] = f.geometry.to_wkt(rounding_precision=6)
     return write_text(target, table.to_csv(index=False, lineterminator="\n"))
+
+
+def impact_table(flags: gpd.GeoDataFrame, detections: gpd.GeoDataFrame) -> pd.DataFrame:
+    """Per-AOI impact statistics in long form: one row per (table, group) with counts and
+    hectares, e.g. flags by rule / severity / status and detections by kind and period.
+
+    Hectares are sums of the per-row ``area_ha`` the run computed (overlapping titles can
+    share hectares, so flag sums may exceed the union reported in run.json).
+    """
+    rows: list[dict[str, Any]] = []
+    real = flags[flags["rule_id"] != "compliant"] if len(flags) else flags
+    for by in ("rule_id", "severity", "status"):
+        for key, g in real.groupby(by) if len(real) else []:
+            rows.append(
+                {
+                    "table": "flags",
+                    "group_by": by,
+                    "group": key,
+                    "count": len(g),
+                    "area_ha": round(float(g["area_ha"].sum()), 4),
+                    "mined_area_ha": round(float(pd.to_numeric(g["mined_area_ha"]).sum()), 4),
+                }
+            )
+    if len(detections):
+        det = pd.DataFrame(detections.drop(columns=detections.geometry.name))
+        det["period"] = det["period"].fillna("").astype(str)
+        for (kind, period), g in det.groupby(["kind", "period"]):
+            rows.append(
+                {
+                    "table": "detections",
+                    "group_by": "kind,period",
+                    "group": f"{kind},{period}",
+                    "count": len(g),
+                    "area_ha": round(float(g["area_ha"].sum()), 4),
+                    "mined_area_ha": round(float(pd.to_numeric(g["mined_area_ha"]).sum()), 4),
+                }
+            )
+    return pd.DataFrame(rows, columns=["table", "group_by", "group", "count", "area_ha", "mined_area_ha"])
+
+
+def write_impact_csv(flags: gpd.GeoDataFrame, detections: gpd.GeoDataFrame, target: Path) -> Path:
+    """:func:`impact_table` as CSV, atomically."""
+    return write_text(target, impact_table(flags, detections).to_csv(index=False, lineterminator="\n"))

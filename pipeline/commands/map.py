@@ -1,0 +1,33 @@
+"""``asm-monitor map --run OUT_DIR/AOI_ID --lang es``: re-render a run's map."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _map(args: argparse.Namespace) -> int:
+    from pipeline.cli import settings_from_args
+    from pipeline.report.rerender import find_run_dir, rerender_map
+
+    settings = settings_from_args(args)
+    run_dir = find_run_dir(args.run, out_dir=settings.out_dir)
+    path = rerender_map(run_dir, lang=settings.lang, target=args.output, settings=settings)
+    sys.stdout.write(f"{path}\n")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``map``."""
+    p = sub.add_parser(
+        "map",
+        help="re-render an AOI's map from a run's outputs",
+        description="Render map.html again from the flags, detections and sites a run wrote, e.g. in "
+        "another language. Needs no network; the page embeds Leaflet and only fetches basemap tiles.",
+    )
+    p.add_argument("--run", required=True, help="run folder OUT_DIR/AOI_ID, or a run id (with --out)")
+    p.add_argument("--out", type=Path, help="output folder to look a run id up in (default: settings)")
+    p.add_argument("--lang", choices=["en", "es", "pt", "fr"], help="language of the map")
+    p.add_argument("--output", type=Path, help="write here instead of the run's map.html")
+    p.set_defaults(func=_map)

@@ -1,0 +1,67 @@
+"""User-facing strings: one TOML catalogue per language in ``pipeline/data/i18n/``.
+
+Every language file has the same keys as ``en.toml`` (a test checks it). Look strings up with
+dotted keys: ``cat.t("field.reason")``, ``cat.t("map.flag_count", n=3)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+LANGUAGES = ("en", "es", "pt", "fr")
+
+
+def _flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = str(value)
+    return out
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The strings of one language."""
+
+    lang: str
+    """ISO 639-1 code: en, es, pt, fr."""
+    strings: dict[str, str]
+    """Dotted key -> text with ``{placeholders}``."""
+
+    def t(self, key: str, **values: Any) -> str:
+        """The text for ``key`` with ``values`` filled in (plain text, not yet HTML-escaped)."""
+        try:
+            text = self.strings[key]
+        except KeyError:
+            raise KeyError(
+                f"No string '{key}' in the {self.lang} catalogue; add it to every i18n/*.toml."
+            ) from None
+        return text.format(**values) if values else text
+
+    def label(self, section: str, value: object) -> str:
+        """Translate a code such as a rule id or severity; unknown codes are returned as they are."""
+        return self.strings.get(f"{section}.{value}", str(value))
+
+
+@functools.cache
+def catalogue(lang: str) -> Catalogue:
+    """Load the catalogue of ``lang`` (cached).
+
+    Raises
+    ------
+    ConfigError
+        When ``lang`` is not one of :data:`LANGUAGES`.
+    """
+    if lang not in LANGUAGES:
+        raise ConfigError(f"Language '{lang}' is not available. Use one of: {', '.join(LANGUAGES)}.")
+    text = (files("pipeline") / "data" / "i18n" / f"{lang}.toml").read_text(encoding="utf-8")
+    return Catalogue(lang=lang, strings=_flatten(tomllib.loads(text)))

@@ -1,0 +1,129 @@
+"""NGO subscriptions: who receives which alerts, how, and in which language.
+
+Configured as ``[[alerts.subscriptions]]`` tables (see :class:`pipeline.config.AlertParams`)::
+
+    [[alerts.subscriptions]]
+    name = "rede-xingu"
+    webhook_url = "https://ngo.example/hooks/asm"
+    aois = ["munduruku"]
+    min_severity = "high"
+    lang = "pt"
+
+    [[alerts.subscriptions]]
+    name = "amapa-watch"
+    email = ["alerts@ngo.example"]
+    rules = ["activity_without_valid_licence", "unregistered_mining"]
+    digest = true
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.comply.flags import SEVERITY_ORDER
+from pipeline.errors import ConfigError
+from pipeline.report.i18n import LANGUAGES
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_KEYS = {"name", "webhook_url", "secret_env", "email", "aois", "rules", "min_severity", "lang", "digest"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subscription:
+    """One NGO's subscription."""
+
+    name: str
+    """Stable id of the subscriber; part of the delivery ledger key, so do not rename lightly."""
+    webhook_url: str = ""
+    """Endpoint for Standard Webhooks POSTs; empty = no webhook."""
+    secret_env: str = "ASM_WEBHOOK_SECRET"
+    """Environment variable holding this endpoint's signing secret (``whsec_<base64>``)."""
+    email: tuple[str, ...] = ()
+    """Recipients; empty = no e-mail."""
+    aois: tuple[str, ...] = ()
+    """AOI ids; empty = every AOI."""
+    rules: tuple[str, ...] = ()
+    """Rule ids; empty = every rule."""
+    min_severity: str = "medium"
+    """Lowest severity sent: info, low, medium, high."""
+    lang: str = "en"
+    """Language of e-mails: en, es, pt, fr."""
+    digest: bool = False
+    """E-mail: one message per AOI and delivery pass listing every alert."""
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The channels this subscription uses: ``webhook`` and/or ``email``."""
+        return tuple(c for c, on in (("webhook", self.webhook_url), ("email", self.email)) if on)
+
+    def wants(self, alert: Mapping[str, Any]) -> bool:
+        """True when ``alert`` (an outbox payload) matches AOIs, rules and severity."""
+        return (
+            (not self.aois or alert["aoi_id"] in self.aois)
+            and (not self.rules or alert["rule_id"] in self.rules)
+            and SEVERITY_ORDER.get(alert["severity"], 0) >= SEVERITY_ORDER[self.min_severity]
+        )
+
+
+def _strings(value: Any, *, key: str, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{where}: '{key}' must be a string or a list of strings, got {value!r}.")
+
+
+def parse_subscriptions(
+    raw: Sequence[Mapping[str, Any]], *, default_min_severity: str = "medium"
+) -> list[Subscription]:
+    """Validate ``[[alerts.subscriptions]]`` tables.
+
+    Raises
+    ------
+    ConfigError
+        Unknown key, missing or duplicate name, no channel, bad severity or language.
+    """
+    out: list[Subscription] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        where = f"[[alerts.subscriptions]] #{i + 1}"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{where} must be a table, got {item!r}.")
+        unknown = set(item) - _KEYS
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) {sorted(unknown)}. Valid keys: {', '.join(sorted(_KEYS))}."
+            )
+        name = str(item.get("name", ""))
+        if not _NAME.match(name):
+            raise ConfigError(f"{where}: 'name' must be a short id like 'rede-xingu', got {name!r}.")
+        if name in seen:
+            raise ConfigError(f"{where}: name '{name}' is used twice. Give each subscription its own name.")
+        seen.add(name)
+        sev = str(item.get("min_severity", default_min_severity))
+        if sev not in SEVERITY_ORDER:
+            raise ConfigError(f"{where}: min_severity '{sev}' is not one of {', '.join(SEVERITY_ORDER)}.")
+        lang = str(item.get("lang", "en"))
+        if lang not in LANGUAGES:
+            raise ConfigError(f"{where}: lang '{lang}' is not one of {', '.join(LANGUAGES)}.")
+        url = str(item.get("webhook_url", ""))
+        if url and not re.match(r"^https?://", url):
+            raise ConfigError(f"{where}: webhook_url must start with https:// (or http:// for a local test).")
+        sub = Subscription(
+            name=name,
+            webhook_url=url,
+            secret_env=str(item.get("secret_env", "ASM_WEBHOOK_SECRET")),
+            email=_strings(item.get("email", ()), key="email", where=where),
+            aois=_strings(item.get("aois", ()), key="aois", where=where),
+            rules=_strings(item.get("rules", ()), key="rules", where=where),
+            min_severity=sev,
+            lang=lang,
+            digest=bool(item.get("digest", False)),
+        )
+        if not sub.channels:
+            raise ConfigError(f"{where} ('{name}') has no channel: set webhook_url and/or email.")
+        out.append(sub)
+    return out

@@ -1,0 +1,74 @@
+"""The report outputs run.py adds after the exports, map and outbox: scorecards, the AOI
+index page, impact statistics and delivery to subscriptions. Renders only."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import geopandas as gpd
+
+from pipeline.config import Settings
+from pipeline.errors import PipelineError
+from pipeline.records import Aoi
+from pipeline.report.delivery import DeliveryReport, deliver
+from pipeline.report.exports import write_impact_csv
+from pipeline.report.index import write_index
+from pipeline.report.map import site_states
+from pipeline.report.scorecard import write_scorecards
+
+log = logging.getLogger(__name__)
+
+
+def map_link(aoi_id: str, *, base_url: str) -> str:
+    """Link to an AOI's map for alerts: absolute under ``base_url`` when set."""
+    rel = f"{aoi_id}/map.html"
+    return f"{base_url.rstrip('/')}/{rel}" if base_url else rel
+
+
+def write_extras(
+    target: Path,
+    *,
+    aoi: Aoi,
+    flags: gpd.GeoDataFrame,
+    detections: gpd.GeoDataFrame,
+    sites: gpd.GeoDataFrame | None,
+    settings: Settings,
+    out_dir: Path,
+) -> dict[str, Path]:
+    """Write scorecards (when there are sites), ``impact.csv`` and ``out_dir/index.html``."""
+    outputs: dict[str, Path] = {"impact.csv": write_impact_csv(flags, detections, target / "impact.csv")}
+    if sites is not None and len(sites):
+        written = write_scorecards(
+            target / "scorecards",
+            sites=sites,
+            flags=flags,
+            detections=detections,
+            states=site_states(sites, flags),
+            aoi_name=aoi.name,
+            lang=settings.lang,
+        )
+        outputs["scorecards/index.html"] = written["index.html"]
+        outputs["scorecards/sites.csv"] = written["sites.csv"]
+    entry = {
+        "aoi_id": aoi.aoi_id,
+        "name": aoi.name,
+        "designation": aoi.designation,
+        "country": aoi.country,
+        "flags": int((flags["rule_id"] != "compliant").sum()) if len(flags) else 0,
+        "scorecards": sites is not None and len(sites) > 0,
+    }
+    write_index(out_dir, lang=settings.lang, current=entry)
+    return outputs
+
+
+def deliver_after_run(outbox: Path, *, settings: Settings) -> DeliveryReport | None:
+    """Deliver the outbox when subscriptions exist and ``deliver_on_run`` is set. A channel
+    that is down never fails the run: what is not delivered stays pending for the next pass."""
+    if not settings.alerts.subscriptions or not settings.alerts.deliver_on_run:
+        return None
+    try:
+        return deliver(outbox, settings=settings)
+    except PipelineError as exc:
+        log.error("alert delivery skipped: %s", exc)
+        return None
