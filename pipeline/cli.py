@@ -69,7 +69,16 @@ def configure_logging(verbosity: int, *, fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # third-party chatter stays at warning unless -v -v
-    for noisy in ("distributed", "rasterio", "fiona", "pyogrio", "urllib3", "sentinelhub"):
+    for noisy in (
+        "distributed",
+        "rasterio",
+        "fiona",
+        "pyogrio",
+        "urllib3",
+        "sentinelhub",
+        "requests_oauthlib",
+        "oauthlib",
+    ):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
 
 

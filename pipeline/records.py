@@ -9,6 +9,8 @@ import geopandas as gpd
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
+from pipeline.geometry import aoi_center, geodesic_area_km2, utm_crs_for
+
 WGS84 = CRS.from_epsg(4326)
 
 #: Detection kinds (DESIGN.md data model).
@@ -47,26 +49,19 @@ class Aoi:
     @property
     def utm_crs(self) -> CRS:
         """UTM CRS of the AOI's centroid (metres), for rasters and distances."""
-        from pyproj.aoi import AreaOfInterest
-        from pyproj.database import query_utm_crs_info
-
-        c = self.geometry.centroid
-        infos = query_utm_crs_info(
-            datum_name="WGS 84",
-            area_of_interest=AreaOfInterest(c.x, c.y, c.x, c.y),
-        )
-        return CRS.from_epsg(int(infos[0].code))
+        return utm_crs_for(self.geometry)
 
     @property
     def equal_area_crs(self) -> CRS:
-        """Lambert azimuthal equal-area CRS centred on the AOI: exact hectares anywhere."""
-        c = self.geometry.centroid
-        return CRS.from_proj4(f"+proj=laea +lat_0={c.y:.6f} +lon_0={c.x:.6f} +datum=WGS84 +units=m +no_defs")
+        """Lambert azimuthal equal-area CRS centred on the AOI: exact hectares anywhere
+        (the centre is antimeridian-aware)."""
+        lon, lat = aoi_center(self.geometry)
+        return CRS.from_proj4(f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m +no_defs")
 
     @property
     def area_km2(self) -> float:
-        """Area in km^2, computed in the equal-area CRS."""
-        return float(self.to_frame().to_crs(self.equal_area_crs).area.iloc[0] / 1e6)
+        """Area in km^2 on the WGS 84 ellipsoid."""
+        return geodesic_area_km2(self.geometry)
 
     def to_frame(self) -> gpd.GeoDataFrame:
         """One-row GeoDataFrame (EPSG:4326) with the AOI columns of DESIGN.md."""

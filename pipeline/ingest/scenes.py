@@ -25,7 +25,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_bounds
 
 from pipeline.errors import NoDataError, PipelineError, RasterError
-from pipeline.ingest.aoi import utm_crs_for
+from pipeline.geometry import utm_crs_for
 from pipeline.ingest.grid import FileRead, GridSpec, check_complete, lazy_read, on_same_grid
 from pipeline.ingest.paths import resolve_input
 from pipeline.periods import Period

@@ -15,7 +15,8 @@ from shapely.geometry import box
 
 from pipeline.detect.clouds import usable, valid_fraction, valid_mask
 from pipeline.errors import AoiError, NoDataError, RasterError
-from pipeline.ingest.aoi import crosses_antimeridian, geodesic_area_km2, load_aoi, utm_crs_for, utm_zones
+from pipeline.geometry import crosses_antimeridian, geodesic_area_km2, utm_crs_for, utm_zones
+from pipeline.ingest.aoi import load_aoi
 from pipeline.ingest.index import index_folder
 from pipeline.ingest.scenes import LocalFolderSource, SceneSpec
 from pipeline.records import Aoi
