@@ -231,7 +231,7 @@ _box = st.tuples(
 )
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     det_boxes=st.lists(_box, min_size=1, max_size=5),
     title_boxes=st.lists(st.tuples(_box, st.booleans()), min_size=1, max_size=5),
