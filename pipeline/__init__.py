@@ -5,7 +5,13 @@ The public API for notebooks::
     import pipeline
     settings = pipeline.load_settings()
     aoi = pipeline.load_aoi("aoi/trombetas.geojson", settings=settings)
-    cube = pipeline.open_cube(aoi, settings=settings)      # lazy xarray.Dataset
+    cube = pipeline.canonical_cube(aoi, settings=settings)     # lazy xarray.Dataset
+    found = pipeline.detect_aoi(aoi, settings=settings)         # computes
+    run = pipeline.open_run("out/amapa-gold")                   # a run's tables
+
+The analyst functions (detect_aoi, run_aoi, impact, suppress, ledger, ...) live in
+:mod:`pipeline.api` and the threshold sweeps in :mod:`pipeline.tuning`; both are importable
+from here lazily, so ``import pipeline`` stays light for the CLI.
 """
 
 from __future__ import annotations
@@ -88,4 +94,46 @@ class RunOutputs:
     summary: dict[str, Any]
 
 
-__all__ = ["RunOutputs", "__version__", "load_aoi", "load_settings", "open_cube", "open_run"]
+_API = (
+    "aoi_inputs",
+    "canonical_cube",
+    "detect_aoi",
+    "impact",
+    "ledger",
+    "load_zones",
+    "notebook_settings",
+    "river_turbidity",
+    "run_aoi",
+    "scene_products",
+    "site_scorecard",
+    "suppress",
+    "true_colour",
+    "turbidity_matchups",
+    "verify_ledger",
+)
+_TUNING = ("sweep_classifier", "sweep_confirmation", "sweep_index_rules")
+
+
+def __getattr__(name: str) -> Any:
+    # lazy: pipeline.api pulls in geopandas, dask and scikit-learn
+    if name in _API:
+        from pipeline import api
+
+        return getattr(api, name)
+    if name in _TUNING:
+        from pipeline import tuning
+
+        return getattr(tuning, name)
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+
+
+__all__ = [
+    "RunOutputs",
+    "__version__",
+    "load_aoi",
+    "load_settings",
+    "open_cube",
+    "open_run",
+    *_API,
+    *_TUNING,
+]

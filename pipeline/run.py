@@ -29,7 +29,6 @@ from pipeline.comply import evaluate
 from pipeline.comply.registry import to_mine_sites
 from pipeline.comply.rules import RULEBOOK_VERSION
 from pipeline.config import Settings
-from pipeline.detect.landcover import WATER_TURBID
 from pipeline.errors import NoDataError
 from pipeline.incremental import fingerprint as fingerprint
 from pipeline.incremental import input_fingerprints
@@ -102,8 +101,8 @@ def detect_from_scenes(
     """Detect mining and turbid water on the AOI's scenes: the trained pixel classifier when
     ``detect.model_path`` names one (else the index rules), change detection over the dates,
     and calibrated turbidity as evidence."""
-    from pipeline.detect.landcover import CLASS_NAMES, MASKED, NODATA, WATER_CLEAR
-    from pipeline.detect.scene import scene_detections, scene_products
+    from pipeline.detect.landcover import CLASS_NAMES, MASKED, NODATA
+    from pipeline.detect.scene import assemble_scene, scene_detections_sparse, scene_pieces, scene_products
     from pipeline.errors import ModelError
     from pipeline.ingest.models import load_model, load_turbidity_calibration
     from pipeline.ingest.training import sensor_bands
@@ -123,14 +122,18 @@ def detect_from_scenes(
     cube = LocalFolderSource(scenes).load(aoi, period, bands=SCENE_BANDS, chunks=params.chunk_px)
     rename = {v: k for k, v in sensor_bands("sentinel2").items() if v in cube}
     products = scene_products(cube.rename(rename), params=params, model=model, calibration=calibration)
-    # The one place this AOI's rasters are computed.
-    (computed,) = dask.compute({k: products[k].data for k in products.data_vars})
-    classes_np = computed["landcover"]
-    valid = (classes_np != NODATA) & (classes_np != MASKED)
-    if not valid.any():
+    # The one place this AOI's rasters are computed: chunk by chunk, each reduced to a uint8
+    # code raster plus the values inside the masks (never the whole tile's float rasters).
+    (pieces,) = dask.compute(scene_pieces(products))
+    rasters = assemble_scene(pieces, products=products)
+    del pieces
+    counts = rasters.class_counts()
+    n_pixels = int(counts.sum())
+    n_valid = n_pixels - int(counts[NODATA]) - int(counts[MASKED])
+    if n_valid == 0:
         raise NoDataError(f"AOI '{aoi.aoi_id}': every pixel is nodata or masked. No usable scene.")
-    found = scene_detections(
-        computed,
+    found = scene_detections_sparse(
+        rasters,
         transform=cube.rio.transform(),
         crs=cube.rio.crs,
         area_crs=aoi.equal_area_crs,
@@ -147,24 +150,18 @@ def detect_from_scenes(
         source="asm-monitor classifier" if model is not None else "asm-monitor index detector",
         mined_area_ha=np.nan,
     )
-    water = (classes_np == WATER_CLEAR) | (classes_np == WATER_TURBID)
-
-    def water_median(values: np.ndarray) -> float | None:
-        v = values[water & np.isfinite(values)]
-        return float(np.median(v)) if v.size else None
-
     evidence = {
-        "pixels": int(classes_np.size),
-        "valid_fraction": float(valid.mean()),
+        "pixels": n_pixels,
+        "valid_fraction": n_valid / n_pixels,
         "detector": "classifier" if model is not None else "index rules",
         "model_sha256": model_sha,
         "class_fractions": {
-            name: float((classes_np == code).sum() / max(valid.sum(), 1))
+            name: float(counts[code] / max(n_valid, 1))
             for code, name in CLASS_NAMES.items()
             if code not in (NODATA, MASKED)
         },
-        "water_median_fnu": water_median(computed["turbidity_fnu"]),
-        "water_median_cal_fnu": water_median(computed["turbidity_cal_fnu"]),
+        "water_median_fnu": rasters.water_median("turbidity_fnu"),
+        "water_median_cal_fnu": rasters.water_median("turbidity_cal_fnu"),
     }
     extra = [
         c

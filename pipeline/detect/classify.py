@@ -150,11 +150,17 @@ def _predict_codes(model: PixelClassifier, x: np.ndarray) -> tuple[np.ndarray, n
     """Landcover codes (uint8) and winning-class probability of the rows of ``x``."""
     tables = _leaf_tables(model)
     if tables is not None:
-        # same argmax as predict_proba, without its (n_pixels, n_classes) float64 matrix
-        leaves = model.estimator.apply(x)
+        # same argmax as predict_proba, without its (n_pixels, n_classes) float64 matrix;
+        # the tree's own dtype and layout (float32, C order) let it skip input validation
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        leaves = model.estimator.apply(x, check_input=False)
         return tables[0][leaves], tables[1][leaves]
     idx, prob = _predict_index(model, x)
     return model.codes()[idx], prob
+
+
+#: Pixels classified at once inside a chunk (features x strip float32 fits in L2 cache).
+_STRIP_PX = 1 << 15
 
 
 def _classify_block(
@@ -166,16 +172,25 @@ def _classify_block(
 ) -> tuple[np.ndarray, np.ndarray]:
     bands = dict(zip(names, arrays[: len(names)], strict=True))
     shape = arrays[0].shape
-    stack = feature_stack(bands, model.features).reshape(len(model.features), -1)
-    x = np.ascontiguousarray(stack.T)
-    if not np.isnan(stack).any():  # the usual chunk: no nodata, no 0/0 index
-        codes, prob = _predict_codes(model, x)
-    else:
-        ok = ~np.isnan(stack).any(axis=0)
-        codes = np.full(x.shape[0], NODATA, dtype=np.uint8)
-        prob = np.full(x.shape[0], np.nan, dtype=np.float32)
-        if ok.any():
-            codes[ok], prob[ok] = _predict_codes(model, x[ok])
+    flat = {k: np.asarray(v, dtype=np.float32).reshape(-1) for k, v in bands.items()}
+    n = flat[names[0]].size
+    codes = np.empty(n, dtype=np.uint8)
+    prob = np.empty(n, dtype=np.float32)
+    # strip by strip: the (features, strip) stack and its (strip, features) transpose for
+    # the tree stay in cache, where one (features, chunk) pass would stream them through RAM
+    for s0 in range(0, n, _STRIP_PX):
+        part = slice(s0, min(s0 + _STRIP_PX, n))
+        stack = feature_stack({k: v[part] for k, v in flat.items()}, model.features)
+        x = np.ascontiguousarray(stack.T)
+        if not np.isnan(stack).any():  # the usual strip: no nodata, no 0/0 index
+            codes[part], prob[part] = _predict_codes(model, x)
+        else:
+            ok = ~np.isnan(stack).any(axis=0)
+            c = np.full(x.shape[0], NODATA, dtype=np.uint8)
+            p = np.full(x.shape[0], np.nan, dtype=np.float32)
+            if ok.any():
+                c[ok], p[ok] = _predict_codes(model, x[ok])
+            codes[part], prob[part] = c, p
     codes = codes.reshape(shape)
     prob = prob.reshape(shape)
     if turbid_fnu_min is not None:

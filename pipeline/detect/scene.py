@@ -192,16 +192,15 @@ _WATER_STATS = ("turbidity_fnu", "turbidity_cal_fnu")
 
 
 def _pack(landcover: np.ndarray, mining: np.ndarray, confirmed: np.ndarray, turbid: np.ndarray) -> np.ndarray:
-    out = np.asarray(landcover, dtype=np.uint8) & np.uint8(7)
-    out |= np.asarray(mining, dtype=bool).view(np.uint8) * np.uint8(MINING_BIT)
-    out |= np.asarray(confirmed, dtype=bool).view(np.uint8) * np.uint8(CONFIRMED_BIT)
-    out |= np.asarray(turbid, dtype=bool).view(np.uint8) * np.uint8(TURBID_BIT)
-    water = (out & np.uint8(7) == WATER_CLEAR) | (out & np.uint8(7) == WATER_TURBID)
-    out |= water.view(np.uint8) * np.uint8(WATER_BIT)
+    lc = np.asarray(landcover, dtype=np.uint8)
+    out = lc & np.uint8(7)
+    for flag, bit in ((mining, MINING_BIT), (confirmed, CONFIRMED_BIT), (turbid, TURBID_BIT)):
+        out |= np.asarray(flag, dtype=bool).view(np.uint8) * np.uint8(bit)
+    out |= ((lc == WATER_CLEAR) | (lc == WATER_TURBID)).view(np.uint8) * np.uint8(WATER_BIT)
     return out
 
 
-def _piece_bits(products: Mapping[str, object]) -> dict[str, int]:
+def _piece_bits(products: xr.Dataset | Mapping[str, Any]) -> dict[str, int]:
     """Gathered value name -> bits of the packed raster that select its pixels."""
     polygons = MINING_BIT | TURBID_BIT
     bits = {k: polygons for k in _STATS if k in products}
@@ -255,7 +254,7 @@ class SceneRasters:
         return float(np.median(v)) if v.size else None
 
 
-def assemble_scene(pieces: np.ndarray, *, products: Mapping[str, object]) -> SceneRasters:
+def assemble_scene(pieces: np.ndarray, *, products: xr.Dataset | Mapping[str, Any]) -> SceneRasters:
     """Put computed :func:`scene_pieces` back together (``products`` gives the layer names)."""
     present = [k for k in ("ndvi", "bsi", "turbidity_fnu", "probability") if k in products]
     present += [k for k in ("ndvi_before", "ndvi_after", "turbidity_cal_fnu") if k in products]
@@ -279,7 +278,12 @@ def scene_detections_sparse(
     in_t = (at & np.uint8(TURBID_BIT)) != 0
     confirmed = (at[in_m] & np.uint8(CONFIRMED_BIT)) != 0
     first, last = values["first_seen"], values["last_seen"]
-    common = {"transform": transform, "crs": crs, "area_crs": area_crs, "min_area_ha": min_area_ha}
+    common: dict[str, Any] = {
+        "transform": transform,
+        "crs": crs,
+        "area_crs": area_crs,
+        "min_area_ha": min_area_ha,
+    }
     mining = vectorize_sparse(
         (codes & np.uint8(MINING_BIT)) != 0,
         stats={k: values[k][in_m] for k in rasters.stats},
