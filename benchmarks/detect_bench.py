@@ -6,7 +6,8 @@ Cases, each in its own process so peak RSS is its own:
 (b) naive numpy: the whole tile in memory, indices, ``predict_proba`` on an (N, F) matrix,
     argmax, vectorise -- the way a notebook would do it;
 (c) our lazy pipeline: rioxarray chunks -> features + decision tree per block
-    (``classify_pixels``) -> computed uint8 class map -> ``vectorize_mask`` of bare ground.
+    (``classify_pixels``) -> bare-ground components labelled per chunk, joined across
+    seams (``pipeline.detect.pieces``) -> polygons (same ones as ``vectorize_mask``).
 
 Usage: ``python benchmarks/detect_bench.py [--size 10980] [--chunk 1024] [--workers 2]``.
 Targets (issue 5): (c) within 2x of (a) in time, >= 3x faster than (b), <= 1/3 of its
@@ -153,32 +154,79 @@ def _to_reflectance(dn: np.ndarray) -> np.ndarray:
     return out
 
 
+def _band_reflectance(dn: np.ndarray, band: int) -> np.ndarray:
+    return _to_reflectance(dn[band])
+
+
 def case_lazy(path: Path, chunk: int, workers: int) -> dict[str, Any]:
     import dask
     from pyproj import CRS
 
     from pipeline.detect.classify import classify_pixels
     from pipeline.detect.landcover import BARE
-    from pipeline.detect.vectorize import vectorize_mask
+    from pipeline.detect.pieces import assemble_pieces, gather_pieces, vectorize_labelled
 
     model = train_model()
     t0 = time.perf_counter()
     arr = _open(path, chunk)
-    refl = arr.copy(data=arr.data.map_blocks(_to_reflectance, dtype=np.float32))
-    bands = {name: refl.isel(band=i, drop=True) for i, name in enumerate(CANONICAL)}
+    template = arr.isel(band=0, drop=True)
+    # each band scaled straight from the shared (band, y, x) read: slicing a band out of a
+    # chunk first would make dask copy it
+    bands = {
+        name: template.copy(data=arr.data.map_blocks(_band_reflectance, i, drop_axis=0, dtype=np.float32))
+        for i, name in enumerate(CANONICAL)
+    }
     classes = classify_pixels(bands, model=model)["landcover"]
-    (codes,) = dask.compute(classes.data, scheduler="threads", num_workers=workers)
-    polys = vectorize_mask(
-        codes == BARE,
+    # block-wise: each chunk's task classifies, labels its bare-ground components and keeps
+    # only their pixel positions; seams are joined afterwards (pipeline.detect.pieces)
+    bare = (classes == BARE).astype(np.uint8).data
+    (pieces,) = dask.compute(gather_pieces(bare, {}, label={1: 1}), scheduler="threads", num_workers=workers)
+    parts = assemble_pieces(pieces, label_within={1: 1})
+    crs = CRS.from_user_input(arr.rio.crs)
+    polys = vectorize_labelled(
+        parts.labels[1],
+        parts.positions[1],
+        shape=parts.shape,
         transform=arr.rio.transform(),
-        crs=CRS.from_user_input(arr.rio.crs),
-        area_crs=CRS.from_user_input(arr.rio.crs),
+        crs=crs,
+        area_crs=crs,
         min_area_ha=0.5,
     )
     return {"seconds": time.perf_counter() - t0, "polygons": len(polys)}
 
 
-CASES = {"a": case_read, "b": case_naive, "c": case_lazy}
+def case_predict(path: Path, chunk: int, workers: int) -> dict[str, Any]:
+    """Classifier alone: features + tree per chunk on reflectance already in memory (an
+    8192 px window of the tile), the issue's ">= 30 Mpx/s on 2 cores" figure; best of three
+    runs, since neighbours on a shared machine steal whole seconds."""
+    import dask
+    import dask.array as da
+    import rasterio
+    import xarray as xr
+    from rasterio.windows import Window
+
+    from pipeline.detect.classify import classify_pixels
+
+    model = train_model()
+    edge = 8192
+    with rasterio.open(path) as src:
+        refl = _to_reflectance(src.read(window=Window(0, 0, min(edge, src.width), min(edge, src.height))))
+    bands = {
+        name: xr.DataArray(da.from_array(refl[i], chunks=chunk), dims=("y", "x"))
+        for i, name in enumerate(CANONICAL)
+    }
+    codes = classify_pixels(bands, model=model)["landcover"].data
+    dask.compute(codes[:chunk, :chunk], scheduler="threads", num_workers=workers)  # warm-up
+    runs = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        dask.compute(codes, scheduler="threads", num_workers=workers)
+        runs.append(time.perf_counter() - t0)
+    seconds = min(runs)
+    return {"seconds": seconds, "predict_mpx_s": refl[0].size / 1e6 / seconds}
+
+
+CASES = {"a": case_read, "b": case_naive, "c": case_lazy, "p": case_predict}
 
 
 def run_child(args: argparse.Namespace) -> None:
@@ -199,7 +247,7 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2, help="dask threads (default 2)")
     p.add_argument("--compress", default="deflate", help="tile compression: deflate (like COGs) or none")
     p.add_argument("--workdir", default="/tmp/asm-detect-bench", help="where the synthetic tile is cached")
-    p.add_argument("--cases", default="abc", help="which cases to run (default abc)")
+    p.add_argument("--cases", default="abcp", help="which cases to run (default abcp)")
     p.add_argument("--case", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.case:
@@ -215,7 +263,7 @@ def main() -> int:
         f"{time.perf_counter() - t0:.1f} s); chunk {args.chunk}, {args.workers} threads"
     )
     results: dict[str, dict[str, Any]] = {}
-    names = {"a": "read-only", "b": "naive numpy", "c": "lazy pipeline"}
+    names = {"a": "read-only", "b": "naive numpy", "c": "lazy pipeline", "p": "predict only"}
     for case in args.cases:
         cmd = [
             sys.executable,
@@ -240,6 +288,12 @@ def main() -> int:
             continue
         res = json.loads(done.stdout.strip().splitlines()[-1])
         results[case] = res
+        if case == "p":
+            print(
+                f"(p) {names[case]:<14} {res['seconds']:7.2f} s  {res['predict_mpx_s']:7.1f} Mpx/s "
+                "(<= 8192 px in memory, best of 3; target >= 30 Mpx/s on 2 cores)"
+            )
+            continue
         print(
             f"({case}) {names[case]:<14} {res['seconds']:7.2f} s  {mpx / res['seconds']:7.1f} Mpx/s  "
             f"peak RSS {res['peak_rss_mib']:7.0f} MiB  CPU {res['cpu_s']:6.1f} s  "

@@ -10,8 +10,9 @@ The public API for notebooks::
     run = pipeline.open_run("out/amapa-gold")                   # a run's tables
 
 The analyst functions (detect_aoi, run_aoi, impact, suppress, ledger, ...) live in
-:mod:`pipeline.api` and the threshold sweeps in :mod:`pipeline.tuning`; both are importable
-from here lazily, so ``import pipeline`` stays light for the CLI.
+:mod:`pipeline.api` (with :mod:`pipeline.review` and :mod:`pipeline.analysis`) and the
+threshold sweeps in :mod:`pipeline.tuning`; all are importable from here lazily, so
+``import pipeline`` stays light for the CLI.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ _API = (
     "aoi_inputs",
     "canonical_cube",
     "detect_aoi",
+    "explore",
     "impact",
     "ledger",
     "load_zones",
@@ -105,6 +107,7 @@ _API = (
     "river_turbidity",
     "run_aoi",
     "scene_products",
+    "scorecard_page",
     "site_scorecard",
     "suppress",
     "true_colour",

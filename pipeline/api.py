@@ -13,29 +13,19 @@ hectares are measured in the AOI's equal-area CRS.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import ndimage
 
-from pipeline.audit import LedgerProblem, StateStore
-from pipeline.comply.impact import ImpactTables, impact_tables
-from pipeline.comply.lifecycle import Suppression
-from pipeline.comply.scorecard import Scorecard, site_scorecards
 from pipeline.config import Settings, load_settings
-from pipeline.detect.landcover import WATER_CLEAR, WATER_TURBID
-from pipeline.detect.rivers import reach_turbidity
-from pipeline.errors import ConfigError, DataNotFoundError, NoDataError
+from pipeline.errors import ConfigError, NoDataError
 from pipeline.periods import Period, parse_period
 from pipeline.records import KIND_MINING, WGS84, Aoi
 from pipeline.run import AoiResult
-
-STATE_FILE = "asm-monitor.sqlite"
 
 
 def notebook_settings(**overrides: Any) -> Settings:
@@ -170,6 +160,56 @@ def detect_aoi(
     return Detections(frame=frame, evidence=evidence)
 
 
+KIND_COLOURS = {KIND_MINING: "#d62728", "turbidity": "#8c564b"}
+
+
+def explore(
+    aoi: Aoi,
+    detections: gpd.GeoDataFrame,
+    *,
+    fields: tuple[str, ...] = ("kind", "area_ha", "confidence", "first_seen", "mean_ndvi"),
+) -> Any:
+    """An interactive folium map of the AOI outline and detections, coloured by ``kind``,
+    for a notebook cell (the buyer map of a run is ``map.html`` in its output folder).
+
+    Returns
+    -------
+    folium.Map
+        Hover a detection for ``fields``; basemap tiles load only when the map is viewed.
+    """
+    import folium
+
+    shown = [f for f in fields if f in detections.columns]
+    table = detections.to_crs(WGS84)[[*shown, "geometry"]].copy()
+    for col in shown:
+        # dates and NaN are not JSON; rounded text is what a tooltip shows anyway
+        table[col] = [
+            v if isinstance(v, str) else "" if pd.isna(v) else f"{v:.3g}" if isinstance(v, float) else str(v)
+            for v in table[col]
+        ]
+    minx, miny, maxx, maxy = aoi.geometry.bounds
+    fmap = folium.Map(tiles="OpenStreetMap", control_scale=True)
+    fmap.fit_bounds([[miny, minx], [maxy, maxx]])
+    folium.GeoJson(
+        aoi.to_frame()[["aoi_id", "name", "geometry"]],
+        name="AOI",
+        style_function=lambda _: {"fill": False, "color": "#1f77b4", "weight": 3},
+    ).add_to(fmap)
+    if len(table):
+        folium.GeoJson(
+            table,
+            name="detections",
+            style_function=lambda f: {
+                "color": KIND_COLOURS.get(f["properties"].get("kind"), "#555555"),
+                "fillOpacity": 0.5,
+                "weight": 1,
+            },
+            tooltip=folium.GeoJsonTooltip(fields=shown) if shown else None,
+        ).add_to(fmap)
+    folium.LayerControl().add_to(fmap)
+    return fmap
+
+
 def run_aoi(
     aoi: Aoi, *, out_dir: Path | str, settings: Settings | None = None, period: Period | str | None = None
 ) -> AoiResult:
@@ -185,315 +225,45 @@ def run_aoi(
     return _run(aoi, settings=s, period=_period(period), out_dir=Path(out_dir))
 
 
-# ---- flags, scorecards, ledger -------------------------------------------------------------
+# re-exported so that ``pipeline.api`` is the one place to look
+from pipeline.analysis import (  # noqa: E402
+    RiverTurbidity,
+    aoi_inputs,
+    impact,
+    load_zones,
+    river_turbidity,
+    turbidity_matchups,
+    with_detect,
+)
+from pipeline.review import (  # noqa: E402
+    LedgerCheck,
+    ledger,
+    scorecard_page,
+    site_scorecard,
+    suppress,
+    verify_ledger,
+)
 
-
-def _state(out_dir: Path | str, state_db: Path | str | None) -> StateStore:
-    path = Path(state_db) if state_db is not None else Path(out_dir) / STATE_FILE
-    if not path.is_file():
-        raise DataNotFoundError(f"No state file at {path}. Run an AOI into {out_dir} first (run_aoi).")
-    return StateStore(path)
-
-
-def site_scorecard(
-    flags: gpd.GeoDataFrame,
-    detections: gpd.GeoDataFrame,
-    sites: gpd.GeoDataFrame,
-    site_id: str,
-    *,
-    aoi: Aoi,
-    settings: Settings | None = None,
-) -> Scorecard:
-    """Scorecard tables of one site (licence, flags by status, hectares per period).
-
-    Takes the tables of :func:`pipeline.open_run`; hectares inside the title and in the
-    ``comply.near_site_m`` ring around it, measured in ``aoi.equal_area_crs``.
-    """
-    one = sites[sites["site_id"] == site_id]
-    if one.empty:
-        raise ConfigError(f"No site {site_id!r} in this run. Pick one from run.sites['site_id'].")
-    s = _settings(settings)
-    return site_scorecards(one, detections, crs=aoi.equal_area_crs, near_m=s.comply.near_site_m, flags=flags)
-
-
-def suppress(
-    out_dir: Path | str,
-    flag_id: str,
-    *,
-    reason: str,
-    analyst: str,
-    state_db: Path | str | None = None,
-) -> Suppression:
-    """Mark a flag a false positive (same as ``asm-monitor flags suppress``); written to the
-    audit ledger. It stays ``suppressed`` until its footprint grows past
-    ``comply.worsening_growth_pct``."""
-    with _state(out_dir, state_db) as store:
-        return store.suppress(flag_id, reason=reason, analyst=analyst)
-
-
-def ledger(out_dir: Path | str, *, state_db: Path | str | None = None) -> pd.DataFrame:
-    """Every audit-ledger row, oldest first (``seq``, ``event``, ``old_status``,
-    ``new_status``, ``detail``, ``prev_hash``, ``row_hash``...)."""
-    with _state(out_dir, state_db) as store:
-        return pd.DataFrame(store.ledger_rows())
-
-
-@dataclass(frozen=True)
-class LedgerCheck:
-    """Result of :func:`verify_ledger`."""
-
-    rows: int
-    head: str
-    """SHA-256 of the newest row: publish it to anchor the chain."""
-    problems: list[LedgerProblem]
-
-    @property
-    def intact(self) -> bool:
-        """True when no row was edited, deleted or reordered."""
-        return not self.problems
-
-
-def verify_ledger(out_dir: Path | str, *, state_db: Path | str | None = None) -> LedgerCheck:
-    """Walk the ledger's hash chain (same as ``asm-monitor ledger verify``)."""
-    with _state(out_dir, state_db) as store:
-        rows, head, problems = store.verify_ledger()
-    return LedgerCheck(rows=rows, head=head, problems=problems)
-
-
-# ---- turbidity -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RiverTurbidity:
-    """What :func:`river_turbidity` computed."""
-
-    reaches: pd.DataFrame
-    """Per site and reach length: ``reach_m``, ``upstream_fnu``, ``downstream_fnu`` (medians,
-    FNU), pixel counts (:func:`pipeline.detect.rivers.reach_turbidity`)."""
-    profile: pd.DataFrame
-    """Per site and distance bin along the flow: ``distance_m`` (bin centre; negative =
-    upstream), ``median_fnu``, ``pixels``."""
-    fnu: xr.DataArray
-    """Computed turbidity raster (FNU, NaN off water), ``("y", "x")`` on ``aoi.utm_crs``."""
-
-
-def river_turbidity(
-    aoi: Aoi,
-    sites: gpd.GeoDataFrame,
-    *,
-    flow_azimuth_deg: float,
-    settings: Settings | None = None,
-    reach_m: tuple[float, ...] = (250.0, 500.0, 1000.0, 2000.0),
-    gap_m: float = 100.0,
-    bin_m: float = 100.0,
-    calibrated: bool = False,
-) -> RiverTurbidity:
-    """Turbidity upstream and downstream of each site along its river (computes).
-
-    Parameters
-    ----------
-    sites
-        Points or polygons (any CRS) with ``site_id``.
-    flow_azimuth_deg
-        Direction the river flows (degrees clockwise from north).
-    reach_m
-        Reach lengths each side of the site (m) for the upstream / downstream medians.
-    bin_m
-        Bin width of the profile along the flow (m); it spans ``max(reach_m)`` each side.
-    calibrated
-        Use the in-situ calibrated FNU instead of Dogliotti's.
-    """
-    products = scene_products(aoi, settings=settings)
-    name = "turbidity_cal_fnu" if calibrated else "turbidity_fnu"
-    computed = products[[name, "landcover"]].compute()
-    fnu = computed[name]
-    water = computed["landcover"].isin([WATER_CLEAR, WATER_TURBID]).to_numpy()
-    transform, crs = products.rio.transform(), aoi.utm_crs
-    reaches = pd.concat(
-        [
-            reach_turbidity(
-                fnu.to_numpy(),
-                water,
-                sites,
-                transform=transform,
-                crs=crs,
-                reach_m=r,
-                gap_m=gap_m,
-                flow_azimuth_deg=flow_azimuth_deg,
-            ).assign(reach_m=r)
-            for r in reach_m
-        ],
-        ignore_index=True,
-    )
-    profile = _profile(
-        fnu.to_numpy(),
-        water,
-        sites.to_crs(crs),
-        transform=transform,
-        azimuth=flow_azimuth_deg,
-        half=max(reach_m),
-        bin_m=bin_m,
-    )
-    return RiverTurbidity(reaches=reaches, profile=profile, fnu=fnu)
-
-
-def _profile(
-    fnu: np.ndarray,
-    water: np.ndarray,
-    sites: gpd.GeoDataFrame,
-    *,
-    transform: Any,
-    azimuth: float,
-    half: float,
-    bin_m: float,
-) -> pd.DataFrame:
-    # the same geometry as reach_turbidity's azimuth mode: the site's connected water body,
-    # pixels within `half` across the flow axis, binned along it
-    labels, _ = ndimage.label(water, structure=np.ones((3, 3), dtype=int))
-    rows, cols = np.nonzero(water)
-    xs = transform.c + (cols + 0.5) * transform.a + (rows + 0.5) * transform.b
-    ys = transform.f + (cols + 0.5) * transform.d + (rows + 0.5) * transform.e
-    az = np.deg2rad(azimuth)
-    edges = np.arange(-half, half + bin_m, bin_m)
-    out = []
-    for sid, p in zip(sites["site_id"], sites.geometry.representative_point(), strict=True):
-        if len(xs) == 0:
-            continue
-        nearest = int(np.argmin((xs - p.x) ** 2 + (ys - p.y) ** 2))
-        same = labels[rows, cols] == labels[rows[nearest], cols[nearest]]
-        along = (xs - p.x) * np.sin(az) + (ys - p.y) * np.cos(az)
-        across = np.abs(-(xs - p.x) * np.cos(az) + (ys - p.y) * np.sin(az))
-        values = fnu[rows, cols]
-        keep = same & (across <= half) & np.isfinite(values)
-        index = np.digitize(along[keep], edges) - 1
-        for i in range(len(edges) - 1):
-            v = values[keep][index == i]
-            out.append(
-                {
-                    "site_id": sid,
-                    "distance_m": float((edges[i] + edges[i + 1]) / 2),
-                    "median_fnu": float(np.median(v)) if v.size else np.nan,
-                    "pixels": int(v.size),
-                }
-            )
-    return pd.DataFrame(out, columns=["site_id", "distance_m", "median_fnu", "pixels"])
-
-
-def turbidity_matchups(
-    path: Path | str | None = None, *, settings: Settings | None = None, train_until: str = "2018-12-31"
-) -> pd.DataFrame:
-    """In-situ turbidity matchups with the satellite estimates beside them.
-
-    Parameters
-    ----------
-    path
-        Matchup CSV; default the SAMEEP La Toma file of the sample data.
-    train_until
-        Rows after this date are marked ``held_out`` (the shipped calibration was fitted on
-        2017-2018).
-
-    Returns
-    -------
-    pd.DataFrame
-        ``date``, ``turbidity`` (in situ, NTU), ``calibrated_fnu`` (shipped / configured
-        calibration), ``dogliotti_fnu``, the canonical bands (reflectance) and ``held_out``.
-    """
-    from pipeline.detect.turbidity import _dogliotti
-    from pipeline.ingest.models import load_turbidity_calibration
-    from pipeline.ingest.training import read_turbidity_matchups
-
-    s = _settings(settings)
-    csv = (
-        Path(path)
-        if path is not None
-        else s.sample_data / "turbidity" / "sameep_la_toma_matchups_2017_2019.csv"
-    )
-    frame, _ = read_turbidity_matchups(csv)
-    cal = load_turbidity_calibration(
-        Path(s.detect.turbidity_calibration) if s.detect.turbidity_calibration else None
-    )
-    bands = {b: frame[b].to_numpy(np.float64) for b in cal.bands()}
-    return frame.assign(
-        calibrated_fnu=cal.predict(bands),
-        dogliotti_fnu=_dogliotti(frame["red"].to_numpy(np.float32), frame["nir"].to_numpy(np.float32)),
-        held_out=frame["date"] > pd.Timestamp(train_until),
-    )
-
-
-# ---- impact --------------------------------------------------------------------------------
-
-
-def load_zones(
-    path: Path | str,
-    *,
-    settings: Settings | None = None,
-    id_column: str = "id",
-    name_column: str = "name_field",
-    designation: str = "indigenous territory",
-) -> gpd.GeoDataFrame:
-    """Protected areas / territories as impact zones (``zone_id``, ``name``, ``designation``).
-
-    ``path`` is relative to the sample data (e.g.
-    ``boundaries/indigenous_territories_amw.geojson``); rows without a name are named by id.
-    """
-    from pipeline.ingest.vectors import read_vector
-
-    s = _settings(settings)
-    raw = read_vector(s.sample_data / path if not Path(path).is_absolute() else Path(path))
-    for col in (id_column, name_column):
-        if col not in raw.columns:
-            raise ConfigError(f"{path} has no column {col!r}; it has {list(raw.columns)}.")
-    names = raw[name_column].where(raw[name_column].notna(), raw[id_column]).astype(str)
-    return gpd.GeoDataFrame(
-        {"zone_id": raw[id_column].astype(str), "name": names, "designation": designation},
-        geometry=raw.geometry.to_numpy(),
-        crs=WGS84,
-    )
-
-
-def aoi_inputs(
-    aoi: Aoi, *, settings: Settings | None = None
-) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame | None]:
-    """The AOI's external detections (clipped to it) and its registry as MineSites.
-
-    Returns
-    -------
-    (detections, sites)
-        EPSG:4326; ``sites`` is None when the AOI lists no registry.
-    """
-    from pipeline.comply.registry import to_mine_sites
-    from pipeline.ingest.vectors import format_spec, read_external_detections, read_registry
-
-    s = _settings(settings)
-    spec = aoi.inputs.get("detections")
-    if not spec:
-        raise NoDataError(f"AOI '{aoi.aoi_id}' lists no external detections; use detect_aoi().")
-    det = read_external_detections(s.sample_data / spec["path"], fmt=spec.get("format", "native"))
-    det = det[det.intersects(aoi.geometry)].reset_index(drop=True)
-    sites = None
-    reg = aoi.inputs.get("registry")
-    if reg:
-        raw = read_registry(s.sample_data / reg["path"], fmt=reg["format"])
-        sites, _ = to_mine_sites(raw, spec=format_spec("registry", reg["format"]), aois=aoi.to_frame())
-    return det, sites
-
-
-def impact(
-    aoi: Aoi, *, settings: Settings | None = None, zones: gpd.GeoDataFrame | None = None
-) -> ImpactTables:
-    """Mined hectares per zone and period, inside / outside titles, by licence phase.
-
-    The AOI is always a zone; ``zones`` (from :func:`load_zones`) adds more. Only zones that
-    some mining touches are kept. See :mod:`pipeline.comply.impact` for the arithmetic
-    (detection footprints, equal-area CRS, each hectare counted once).
-    """
-    det, sites = aoi_inputs(aoi, settings=settings)
-    mining = det[det["kind"] == KIND_MINING]
-    if zones is not None and len(mining):
-        zones = zones[zones.intersects(mining.union_all())]
-    return impact_tables(det, aoi=aoi, sites=sites, zones=zones)
-
-
-def with_detect(settings: Settings, **overrides: Any) -> Settings:
-    """A copy of ``settings`` with :class:`~pipeline.config.DetectParams` overrides."""
-    return replace(settings, detect=replace(settings.detect, **overrides))
+__all__ = [
+    "Detections",
+    "LedgerCheck",
+    "RiverTurbidity",
+    "aoi_inputs",
+    "canonical_cube",
+    "detect_aoi",
+    "explore",
+    "impact",
+    "ledger",
+    "load_zones",
+    "notebook_settings",
+    "river_turbidity",
+    "run_aoi",
+    "scene_products",
+    "scorecard_page",
+    "site_scorecard",
+    "suppress",
+    "true_colour",
+    "turbidity_matchups",
+    "verify_ledger",
+    "with_detect",
+]

@@ -26,6 +26,7 @@ from pipeline import __version__
 from pipeline.audit import track_flags
 from pipeline.cluster import dask_client as dask_client
 from pipeline.comply import evaluate
+from pipeline.comply.impact import impact_tables
 from pipeline.comply.registry import to_mine_sites
 from pipeline.comply.rules import RULEBOOK_VERSION
 from pipeline.config import Settings
@@ -41,6 +42,8 @@ from pipeline.report.alerts import alert_payloads, write_outbox
 from pipeline.report.atomic import write_text
 from pipeline.report.exports import write_csv, write_geojson, write_geoparquet
 from pipeline.report.map import write_map
+from pipeline.report.scorecard import scorecard_links
+from pipeline.report.writer import deliver_after_run, map_link, write_extras
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,7 @@ class AoiResult:
     detections_ha: float = 0.0
     flags_by_rule: dict[str, int] = field(default_factory=dict)
     flags_by_severity: dict[str, int] = field(default_factory=dict)
+    flags_by_status: dict[str, int] = field(default_factory=dict)
     flagged_ha: float = 0.0
     alerts_queued: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -102,7 +106,7 @@ def detect_from_scenes(
     ``detect.model_path`` names one (else the index rules), change detection over the dates,
     and calibrated turbidity as evidence."""
     from pipeline.detect.landcover import CLASS_NAMES, MASKED, NODATA
-    from pipeline.detect.scene import assemble_scene, scene_detections_sparse, scene_pieces, scene_products
+    from pipeline.detect.scene_blocks import assemble_scene, scene_detections_sparse, scene_pieces
     from pipeline.errors import ModelError
     from pipeline.ingest.models import load_model, load_turbidity_calibration
     from pipeline.ingest.training import sensor_bands
@@ -121,11 +125,11 @@ def detect_from_scenes(
     )
     cube = LocalFolderSource(scenes).load(aoi, period, bands=SCENE_BANDS, chunks=params.chunk_px)
     rename = {v: k for k, v in sensor_bands("sentinel2").items() if v in cube}
-    products = scene_products(cube.rename(rename), params=params, model=model, calibration=calibration)
+    pieces = scene_pieces(cube.rename(rename), params=params, model=model, calibration=calibration)
     # The one place this AOI's rasters are computed: chunk by chunk, each reduced to a uint8
     # code raster plus the values inside the masks (never the whole tile's float rasters).
-    (pieces,) = dask.compute(scene_pieces(products))
-    rasters = assemble_scene(pieces, products=products)
+    (pieces,) = dask.compute(pieces)
+    rasters = assemble_scene(pieces)
     del pieces
     counts = rasters.class_counts()
     n_pixels = int(counts.sum())
@@ -269,6 +273,7 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
         run_id=result.run_id,
         state_path=settings.state_db if settings.state_db is not None else out_dir / "asm-monitor.sqlite",
     ).flags
+    impact = impact_tables(detections, aoi=aoi, sites=sites)
     result.timings_s["comply"] = round(time.perf_counter() - t1, 3)
 
     t2 = time.perf_counter()
@@ -281,9 +286,6 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
         "detections.csv": write_csv(detections, target / "detections.csv"),
         "aoi.geojson": write_geojson(aoi.to_frame(), target / "aoi.geojson"),
     }
-    from pipeline.report.scorecard import scorecard_links
-    from pipeline.report.writer import deliver_after_run, map_link, write_extras
-
     if sites is not None:
         outputs["sites.parquet"] = write_geoparquet(sites, target / "sites.parquet")
         outputs["sites_report.txt"] = write_text(
@@ -310,6 +312,7 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
             sites=sites,
             settings=settings,
             out_dir=out_dir,
+            impact=impact,
         )
     )
     payloads = alert_payloads(
@@ -326,7 +329,10 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
     mining = detections[detections["kind"] == KIND_MINING]
     result.detections = len(detections)
     result.detections_ha = round(float(mining["area_ha"].sum()), 2)
-    real = flags[flags["rule_id"] != "compliant"]
+    # flags carried over from earlier periods but not seen in this one add no hectares
+    seen = flags["seen"].astype(bool) if "seen" in flags else pd.Series(True, index=flags.index)
+    real = flags[(flags["rule_id"] != "compliant") & seen]
+    result.flags_by_status = {str(k): int(v) for k, v in flags["status"].value_counts().sort_index().items()}
     result.flags_by_rule = {str(k): int(v) for k, v in flags["rule_id"].value_counts().sort_index().items()}
     result.flags_by_severity = {
         str(k): int(v) for k, v in flags["severity"].value_counts().sort_index().items()
@@ -353,6 +359,7 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
             "mining_detections_ha": result.detections_ha,
             "flags_by_rule": result.flags_by_rule,
             "flags_by_severity": result.flags_by_severity,
+            "flags_by_status": result.flags_by_status,
             "flagged_ha": result.flagged_ha,
             "alerts": result.alerts_queued,
             "sites": None if sites is None else len(sites),

@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import shutil
 import socket
+import sqlite3
 import sys
 import time
 import uuid
@@ -42,6 +45,23 @@ log = logging.getLogger("pipeline.run")
 #: Test hook: seconds to sleep after each finished AOI, so a test can ``kill -9`` a run
 #: between two AOIs deterministically. Never set in production.
 PAUSE_ENV = "ASM_PAUSE_AFTER_AOI_S"
+
+
+def disk_full_message(exc: BaseException, out_dir: Path) -> str | None:
+    """The error a user sees when ``exc`` means the disk (or quota) is full, else None."""
+    sqlite_full = isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+    if not sqlite_full and not (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
+        return None
+    where = Path(getattr(exc, "filename", None) or out_dir)
+    try:
+        free = f"{shutil.disk_usage(where if where.is_dir() else where.parent).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return (
+        f"No space left on the disk of {where} ({free}). Free some space there, or pass "
+        "--out / --state-db on a larger disk, then run the same command again: files written "
+        "so far are whole (atomic writes) and the AOI is recomputed."
+    )
 
 
 def new_run_id() -> str:
@@ -223,8 +243,13 @@ def _one_aoi(
         log.error("AOI %s failed: %s", aoi.aoi_id, exc)
         res.status, res.error = "failed", str(exc)
     except Exception as exc:  # one AOI's bug must not stop the night's other AOIs
-        log.exception("AOI %s failed unexpectedly", aoi.aoi_id)
-        res.status, res.error = "failed", f"{type(exc).__name__}: {exc}"
+        full = disk_full_message(exc, out_dir)
+        if full:
+            log.error("AOI %s failed: %s", aoi.aoi_id, full)
+            res.status, res.error = "failed", full
+        else:
+            log.exception("AOI %s failed unexpectedly", aoi.aoi_id)
+            res.status, res.error = "failed", f"{type(exc).__name__}: {exc}"
     res.timings_s["total"] = round(time.perf_counter() - t0, 3)
     res.peak_rss_mib = mem.peak_mib
     res.ledger_run_id = run_id

@@ -57,11 +57,11 @@ def print_summary(results: list[AoiResult], out_dir: Path) -> None:
             + (", ".join(f"{k} {v}" for k, v in r.flags_by_rule.items()) or "none")
             + "\n"
         )
-        w(
-            "  flags by severity: "
-            + (", ".join(f"{k} {v}" for k, v in r.flags_by_severity.items()) or "none")
-            + "\n"
-        )
+        for label, counts in (
+            ("flags by severity: ", r.flags_by_severity),
+            ("flags by status:   ", r.flags_by_status),
+        ):
+            w(f"  {label}" + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none") + "\n")
         for name, path in r.outputs.items():
             w(f"    {name:<20} {path}\n")
     failed = [r.aoi_id for r in results if r.status == "failed"]

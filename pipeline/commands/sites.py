@@ -25,7 +25,7 @@ def _validate(args: argparse.Namespace) -> int:
             for p in (list_aoi_files(settings.aoi_dir) if args.aoi == "all" else [Path(args.aoi)])
         ]
         aois = gpd.GeoDataFrame(pd.concat(loaded, ignore_index=True), crs=4326)
-    raw = read_registry(Path(args.path), fmt=args.format)
+    raw = read_registry(Path(args.path), fmt=args.format, encoding=args.encoding)
     _, report = to_mine_sites(raw, spec=format_spec("registry", args.format), aois=aois)
     sys.stdout.write("\n".join(report.lines(show_merged=args.merged)) + "\n")
     return 1 if report.rejected else 0
@@ -47,4 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--aoi", help="also reject rows outside this AOI file ('all' = every AOI in the AOI folder)"
     )
     val.add_argument("--merged", action="store_true", help="also list every multi-part title and its rows")
+    val.add_argument(
+        "--encoding", default="utf-8", help="text encoding of a CSV / GeoJSON registry (default utf-8)"
+    )
     val.set_defaults(func=_validate)

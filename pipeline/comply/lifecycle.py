@@ -256,7 +256,8 @@ def advance(
             continue
         missed = prev.missed + 1
         # not seen: still open, but not growing; a suppression holds
-        held = SUPPRESSED if prev.status == SUPPRESSED else ONGOING
+        # the analyst may have suppressed it after the last run, before any status said so
+        held = SUPPRESSED if prev.status == SUPPRESSED or fid in suppressions else ONGOING
         status = RESOLVED if missed >= params.resolve_after_periods else held
         since = period if status != prev.status else prev.status_since
         state = replace(

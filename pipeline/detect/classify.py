@@ -174,8 +174,8 @@ def _classify_block(
     shape = arrays[0].shape
     flat = {k: np.asarray(v, dtype=np.float32).reshape(-1) for k, v in bands.items()}
     n = flat[names[0]].size
-    codes = np.empty(n, dtype=np.uint8)
-    prob = np.empty(n, dtype=np.float32)
+    codes: np.ndarray = np.empty(n, dtype=np.uint8)
+    prob: np.ndarray = np.empty(n, dtype=np.float32)
     # strip by strip: the (features, strip) stack and its (strip, features) transpose for
     # the tree stay in cache, where one (features, chunk) pass would stream them through RAM
     for s0 in range(0, n, _STRIP_PX):

@@ -1,16 +1,16 @@
 """The detection graph of one AOI: bands -> indices, classes, change, turbidity (lazy),
 and computed rasters -> Detection polygons.
 
-:func:`scene_products` builds everything lazily (nothing is computed: ``run.py`` computes
-the returned Dataset once); :func:`scene_detections` turns the computed arrays into the
-Detection rows of DESIGN.md with their evidence statistics.
+:func:`scene_products` builds every product lazily (nothing is computed) for notebooks and
+small AOIs; :func:`scene_detections` turns the computed arrays into the Detection rows of
+DESIGN.md with their evidence statistics. Whole tiles go through
+:mod:`pipeline.detect.scene_blocks` instead (what ``run.py`` computes): the same rows, chunk
+by chunk, without holding the float rasters of the AOI in memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -20,20 +20,14 @@ from affine import Affine
 from pyproj import CRS
 
 from pipeline.config import DetectParams
-from pipeline.detect.change import STATUS_CONFIRMED, _days, change_polygons, clean_mask, detect_change
+from pipeline.detect.change import STATUS_CONFIRMED, change_polygons, clean_mask, detect_change
 from pipeline.detect.classify import PixelClassifier, classify_pixels
 from pipeline.detect.indices import bsi, mndwi, ndvi
 from pipeline.detect.landcover import BARE, WATER_CLEAR, WATER_TURBID, classify_indices
 from pipeline.detect.turbidity import TurbidityCalibration, calibrated_fnu, dogliotti_fnu
-from pipeline.detect.vectorize import (
-    Assembled,
-    assemble_pieces,
-    gather_pieces,
-    vectorize_mask,
-    vectorize_sparse,
-)
+from pipeline.detect.vectorize import vectorize_mask
 from pipeline.errors import RasterError
-from pipeline.records import CONFIRMED, KIND_MINING, KIND_TURBIDITY, PROBABLE, WGS84
+from pipeline.records import KIND_MINING, KIND_TURBIDITY, PROBABLE, WGS84
 
 CANONICAL = ("blue", "green", "red", "nir", "swir1")
 
@@ -169,143 +163,6 @@ def scene_detections(
     turbid = turbid.assign(kind=KIND_TURBIDITY, confidence=PROBABLE, first_seen=None, last_seen=None)
     if len(turbid) and "last_seen" in products:
         when = products["last_seen"][products["turbid"]]
-        when = when[~np.isnat(when)]
-        if when.size:
-            day = pd.Timestamp(when.max()).date()
-            turbid = turbid.assign(first_seen=day, last_seen=day)
-    found = gpd.GeoDataFrame(
-        pd.concat([f for f in (mining, turbid) if len(f)] or [mining], ignore_index=True),
-        geometry="geometry",
-        crs=WGS84,
-    )
-    if "mean_ndvi_before" in found:
-        found["ndvi_drop"] = found["mean_ndvi_before"] - found["mean_ndvi_after"]
-    return found
-
-
-# --- Block-wise path: what run.py computes for a whole tile --------------------------------
-
-#: Bits of the packed code raster (the low 3 bits hold the landcover code, 0..7).
-MINING_BIT, CONFIRMED_BIT, TURBID_BIT, WATER_BIT = 8, 16, 32, 64
-_STATS = ("ndvi", "bsi", "turbidity_fnu", "probability", "ndvi_before", "ndvi_after", "turbidity_cal_fnu")
-_WATER_STATS = ("turbidity_fnu", "turbidity_cal_fnu")
-
-
-def _pack(landcover: np.ndarray, mining: np.ndarray, confirmed: np.ndarray, turbid: np.ndarray) -> np.ndarray:
-    lc = np.asarray(landcover, dtype=np.uint8)
-    out = lc & np.uint8(7)
-    for flag, bit in ((mining, MINING_BIT), (confirmed, CONFIRMED_BIT), (turbid, TURBID_BIT)):
-        out |= np.asarray(flag, dtype=bool).view(np.uint8) * np.uint8(bit)
-    out |= ((lc == WATER_CLEAR) | (lc == WATER_TURBID)).view(np.uint8) * np.uint8(WATER_BIT)
-    return out
-
-
-def _piece_bits(products: xr.Dataset | Mapping[str, Any]) -> dict[str, int]:
-    """Gathered value name -> bits of the packed raster that select its pixels."""
-    polygons = MINING_BIT | TURBID_BIT
-    bits = {k: polygons for k in _STATS if k in products}
-    bits |= {"first_seen": polygons, "last_seen": polygons}
-    bits |= {f"water:{k}": WATER_BIT for k in _WATER_STATS if k in products}
-    return bits
-
-
-def scene_pieces(products: xr.Dataset) -> Any:
-    """Per chunk, lazily: the packed uint8 code raster and the values of the statistics
-    rasters inside mining / turbid / water pixels (:func:`pipeline.detect.vectorize.gather_pieces`).
-
-    This is what ``run.py`` computes for an AOI instead of every float raster of
-    :func:`scene_products`: about 1 byte per pixel plus the values inside the masks.
-    Finish with :func:`assemble_scene` then :func:`scene_detections_sparse`.
-    """
-    packed = xr.apply_ufunc(
-        _pack,
-        products["landcover"],
-        products["mining"],
-        products["confirmed"],
-        products["turbid"],
-        dask="parallelized",
-        output_dtypes=[np.uint8],
-    )
-    values = {
-        name: (products[name.removeprefix("water:")].data, b) for name, b in _piece_bits(products).items()
-    }
-    return gather_pieces(packed.data, values)
-
-
-@dataclass(frozen=True)
-class SceneRasters:
-    """Computed :func:`scene_pieces`, assembled: the whole packed raster and sparse values."""
-
-    packed: Assembled
-    stats: tuple[str, ...]
-    """Statistics present (``mean_/median_`` columns), in :func:`scene_detections` order."""
-
-    def class_counts(self) -> np.ndarray:
-        """Pixels per landcover code (8 entries)."""
-        return self.packed.counts.reshape(-1, 8).sum(axis=0)
-
-    def water_median(self, name: str) -> float | None:
-        """Median of ``name`` over water pixels with a finite value (None if there are none)."""
-        key = f"water:{name}"
-        if key not in self.packed.values:
-            return None
-        v = self.packed.values[key]
-        v = v[np.isfinite(v)]
-        return float(np.median(v)) if v.size else None
-
-
-def assemble_scene(pieces: np.ndarray, *, products: xr.Dataset | Mapping[str, Any]) -> SceneRasters:
-    """Put computed :func:`scene_pieces` back together (``products`` gives the layer names)."""
-    present = [k for k in ("ndvi", "bsi", "turbidity_fnu", "probability") if k in products]
-    present += [k for k in ("ndvi_before", "ndvi_after", "turbidity_cal_fnu") if k in products]
-    return SceneRasters(packed=assemble_pieces(pieces, bits=_piece_bits(products)), stats=tuple(present))
-
-
-def scene_detections_sparse(
-    rasters: SceneRasters,
-    *,
-    transform: Affine,
-    crs: CRS,
-    area_crs: CRS,
-    min_area_ha: float,
-) -> gpd.GeoDataFrame:
-    """:func:`scene_detections` of assembled pieces: the same rows, bit for bit, without
-    the whole-tile float rasters."""
-    codes = rasters.packed.codes
-    values = rasters.packed.values
-    at = codes[(codes & np.uint8(MINING_BIT | TURBID_BIT)) != 0]
-    in_m = (at & np.uint8(MINING_BIT)) != 0
-    in_t = (at & np.uint8(TURBID_BIT)) != 0
-    confirmed = (at[in_m] & np.uint8(CONFIRMED_BIT)) != 0
-    first, last = values["first_seen"], values["last_seen"]
-    common: dict[str, Any] = {
-        "transform": transform,
-        "crs": crs,
-        "area_crs": area_crs,
-        "min_area_ha": min_area_ha,
-    }
-    mining = vectorize_sparse(
-        (codes & np.uint8(MINING_BIT)) != 0,
-        stats={k: values[k][in_m] for k in rasters.stats},
-        reduce={
-            "first_seen": (_days(first[in_m]), "min"),
-            "last_seen": (_days(last[in_m]), "max"),
-            "confirmed_fraction": (confirmed.astype(np.float64), "mean"),
-        },
-        **common,
-    )
-    for col in ("first_seen", "last_seen"):
-        mining[col] = [None if np.isnan(d) else np.datetime64(int(d), "D").item() for d in mining[col]]
-    mining["confidence"] = np.where(mining["confirmed_fraction"] >= 0.5, CONFIRMED, PROBABLE)
-    mining = mining.assign(kind=KIND_MINING)
-    if np.isnat(first[in_m]).all():
-        mining = mining.assign(first_seen=None, last_seen=None)
-    turbid = vectorize_sparse(
-        (codes & np.uint8(TURBID_BIT)) != 0, stats={k: values[k][in_t] for k in rasters.stats}, **common
-    )
-    turbid = turbid.assign(kind=KIND_TURBIDITY, confidence=PROBABLE, first_seen=None, last_seen=None)
-    if len(turbid):
-        when = last[in_t]
         when = when[~np.isnat(when)]
         if when.size:
             day = pd.Timestamp(when.max()).date()

@@ -45,20 +45,46 @@ def format_spec(section: str, name: str) -> dict[str, Any]:
     return dict(table[name])
 
 
-def read_vector(path: Path, *, error: type[Exception] = RegistryError) -> gpd.GeoDataFrame:
+#: Text formats whose bytes are checked against the declared encoding before parsing.
+TEXT_SUFFIXES = (".csv", ".geojson", ".json")
+
+
+def _check_text(path: Path, *, encoding: str, error: type[Exception]) -> None:
+    """Refuse a text file that is not in ``encoding``, naming the line and the fix: a
+    replaced character would turn a site or operator name into garbage without a word."""
+    raw = path.read_bytes()
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        bad = raw[exc.start : exc.start + 1].hex()
+        raise error(
+            f"{path} is not {encoding} text: byte 0x{bad} on line {line} cannot be decoded. "
+            "Re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 IN > OUT`) or pass its "
+            "encoding (sites validate --encoding latin-1)."
+        ) from exc
+
+
+def read_vector(
+    path: Path, *, error: type[Exception] = RegistryError, encoding: str = "utf-8"
+) -> gpd.GeoDataFrame:
     """Read GeoJSON, GeoPackage, Shapefile, GeoParquet or CSV (lon, lat columns) in EPSG:4326.
 
     Adds ``source_row`` (1-based row number in the file) so every later rejection can name
-    the row it came from.
+    the row it came from. Text files (CSV, GeoJSON) must be in ``encoding`` (default UTF-8,
+    a leading byte-order mark is allowed); anything else is refused, never guessed.
     """
     path = Path(path)
     if not path.exists():
         raise DataNotFoundError(f"{path} does not exist. Check the path.")
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        _check_text(path, encoding=encoding, error=error)
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
     try:
         if path.suffix.lower() == ".parquet":
             frame = gpd.read_parquet(path)
         elif path.suffix.lower() == ".csv":
-            table = pd.read_csv(path, encoding_errors="replace")
+            table = pd.read_csv(path, encoding="utf-8-sig" if utf8 else encoding)
             cols = {c.lower(): c for c in table.columns}
             if not {"lon", "lat"} <= set(cols):
                 raise error(f"{path}: a CSV needs 'lon' and 'lat' columns (EPSG:4326). Add them.")
@@ -68,7 +94,7 @@ def read_vector(path: Path, *, error: type[Exception] = RegistryError) -> gpd.Ge
                 crs=WGS84,
             )
         else:
-            frame = gpd.read_file(path)
+            frame = gpd.read_file(path) if utf8 else gpd.read_file(path, encoding=encoding)
     except (DataSourceError, OSError, ValueError) as exc:
         raise error(f"{path} cannot be read as vector data ({exc}). Check the file.") from exc
     if frame.crs is None:
@@ -80,14 +106,15 @@ def read_vector(path: Path, *, error: type[Exception] = RegistryError) -> gpd.Ge
     return frame
 
 
-def read_registry(path: Path, *, fmt: str) -> gpd.GeoDataFrame:
+def read_registry(path: Path, *, fmt: str, encoding: str = "utf-8") -> gpd.GeoDataFrame:
     """Read a mine-site registry file as it is, plus ``source_row`` and ``source_file``.
 
     The mapping to the MineSite schema (``fmt`` in formats.toml) is applied by
-    :func:`pipeline.comply.registry.to_mine_sites`.
+    :func:`pipeline.comply.registry.to_mine_sites`. ``encoding`` is that of a CSV or
+    GeoJSON file (a Shapefile says its own in ``.cpg``).
     """
     format_spec("registry", fmt)  # fail early on an unknown format
-    frame = read_vector(path, error=RegistryError)
+    frame = read_vector(path, error=RegistryError, encoding=encoding)
     frame["source_file"] = Path(path).name
     log.info("registry %s: %d rows (format %s)", path, len(frame), fmt)
     return frame

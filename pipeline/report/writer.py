@@ -8,9 +8,11 @@ from pathlib import Path
 
 import geopandas as gpd
 
+from pipeline.comply.impact import ImpactTables
 from pipeline.config import Settings
 from pipeline.errors import PipelineError
 from pipeline.records import Aoi
+from pipeline.report.atomic import write_text
 from pipeline.report.delivery import DeliveryReport, deliver
 from pipeline.report.exports import write_impact_csv
 from pipeline.report.index import write_index
@@ -35,9 +37,21 @@ def write_extras(
     sites: gpd.GeoDataFrame | None,
     settings: Settings,
     out_dir: Path,
+    impact: ImpactTables | None = None,
 ) -> dict[str, Path]:
-    """Write scorecards (when there are sites), ``impact.csv`` and ``out_dir/index.html``."""
-    outputs: dict[str, Path] = {"impact.csv": write_impact_csv(flags, detections, target / "impact.csv")}
+    """Write scorecards (when there are sites), the impact tables comply computed
+    (``impact.csv`` per zone and period with each hectare counted once, ``impact_by_phase.csv``),
+    ``flag_summary.csv`` (counts and per-flag hectare sums) and ``out_dir/index.html``."""
+    outputs: dict[str, Path] = {
+        "flag_summary.csv": write_impact_csv(flags, detections, target / "flag_summary.csv")
+    }
+    if impact is not None:
+        outputs["impact.csv"] = write_text(
+            target / "impact.csv", impact.summary.to_csv(index=False, lineterminator="\n")
+        )
+        outputs["impact_by_phase.csv"] = write_text(
+            target / "impact_by_phase.csv", impact.by_phase.to_csv(index=False, lineterminator="\n")
+        )
     if sites is not None and len(sites):
         written = write_scorecards(
             target / "scorecards",

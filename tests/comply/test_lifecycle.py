@@ -107,6 +107,17 @@ def test_suppression_holds_until_the_evidence_changes_materially() -> None:
     assert "Suppression lifted: footprint grew from 1.0 ha to 1.2 ha" in r4.flags["reason"].iloc[0]
 
 
+def test_suppression_made_between_runs_holds_when_the_flag_is_not_seen() -> None:
+    from pipeline.comply.lifecycle import Suppression
+
+    _, st1, _ = step(flags(A=(100, 100)), {}, "2024")
+    # the analyst suppresses A after the 2024 run; A is not detected in 2025Q2
+    sup = {"A": Suppression("A", "false positive: river beach", "ana", st1["A"].area_ha, "2025-01-10")}
+    s2, _, r2 = step(flags(B=(10, 10)), st1, "2025Q2", suppressions=sup)
+    assert s2["A"] == "suppressed"
+    assert r2.flags.set_index("flag_id").loc["A", "suppression_reason"] == "false positive: river beach"
+
+
 def _aoi() -> Aoi:
     geom = gpd.GeoSeries([box(X0 - 1e4, Y0 - 1e4, X0 + 3e4, Y0 + 1e4)], crs=UTM).to_crs(WGS84).iloc[0]
     return Aoi(aoi_id="t", name="T", designation="reserve", country="BR", geometry=geom, protected=True)
