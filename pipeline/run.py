@@ -123,7 +123,7 @@ def detect_from_scenes(
     calibration = load_turbidity_calibration(
         Path(params.turbidity_calibration) if params.turbidity_calibration else None
     )
-    cube = LocalFolderSource(scenes).load(aoi, period, bands=SCENE_BANDS, chunks=params.chunk_px)
+    cube = _clear_observations(aoi, scenes, settings=settings, period=period)
     rename = {v: k for k, v in sensor_bands("sentinel2").items() if v in cube}
     pieces = scene_pieces(cube.rename(rename), params=params, model=model, calibration=calibration)
     # The one place this AOI's rasters are computed: chunk by chunk, each reduced to a uint8
@@ -181,6 +181,46 @@ def detect_from_scenes(
     if found.empty:
         return _empty_detections(), evidence
     return found[[*DETECTION_COLUMNS, *extra, "geometry"]], evidence
+
+
+def _clear_observations(
+    aoi: Aoi, scenes: Sequence[SceneSpec], *, settings: Settings, period: Period | None
+) -> xr.Dataset:
+    """The scenes' cube with clouds (CLM / SCL, dilated by ``cloud_buffer_px``) and nodata
+    set to NaN, and scenes below ``ingest.min_valid_fraction`` over the AOI dropped.
+
+    Raises
+    ------
+    NoDataError
+        No scene of the period has enough clear, valid pixels.
+    """
+    from pipeline.detect.clouds import scl_cloud, usable, valid_fraction, valid_mask
+    from pipeline.ingest.scenes import MASK_BANDS, aoi_footprint
+
+    source = LocalFolderSource(scenes)
+    chosen = source.select(period)
+    masks = sorted(set.intersection(*(set(s.band_paths) & MASK_BANDS for s in chosen))) if chosen else []
+    cube = source.load(aoi, period, bands=[*SCENE_BANDS, *masks], chunks=settings.detect.chunk_px)
+    if not masks and cube.sizes["time"] == 1:
+        # one scene, no mask: its nodata is already NaN, and a scene with no valid pixel is
+        # caught after detection; an extra pass over the data would buy nothing
+        return cube
+    cloud = None
+    if "CLM" in cube:
+        cloud = cube["CLM"] == 1
+    elif "SCL" in cube:
+        cloud = scl_cloud(cube["SCL"])
+    valid = valid_mask(cube, bands=SCENE_BANDS, cloud=cloud, buffer_px=settings.ingest.cloud_buffer_px)
+    # a small compute (one number per scene) decides which scenes the detection reads at all
+    fractions = valid_fraction(valid, footprint=aoi_footprint(aoi, cube)).compute().values
+    keep = usable(
+        fractions,
+        scene_ids=[str(v) for v in cube["scene_id"].values],
+        min_valid_fraction=settings.ingest.min_valid_fraction,
+        where=f"AOI '{aoi.aoi_id}'",
+    )
+    idx = np.flatnonzero(keep)
+    return cube[list(SCENE_BANDS)].isel(time=idx).where(valid.isel(time=idx))
 
 
 def _external(aoi: Aoi, spec: dict[str, Any], *, root: Path, period: Period | None) -> gpd.GeoDataFrame:
