@@ -245,7 +245,9 @@ def aoi_inputs(
     sites = None
     reg = aoi.inputs.get("registry")
     if reg:
-        raw = read_registry(s.sample_data / reg["path"], fmt=reg["format"])
+        raw = read_registry(
+            s.sample_data / reg["path"], fmt=reg["format"], encoding=reg.get("encoding", "utf-8")
+        )
         sites, _ = to_mine_sites(raw, spec=format_spec("registry", reg["format"]), aois=aoi.to_frame())
     return det, sites
 

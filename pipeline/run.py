@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -297,7 +299,7 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
     registry_lines: list[str] = []
     if aoi.inputs.get("registry"):
         spec = aoi.inputs["registry"]
-        raw = read_registry(root / spec["path"], fmt=spec["format"])
+        raw = read_registry(root / spec["path"], fmt=spec["format"], encoding=spec.get("encoding", "utf-8"))
         sites, report = to_mine_sites(raw, spec=format_spec("registry", spec["format"]), aois=aoi.to_frame())
         registry_lines = report.lines()
         attribution.append("Mining titles: ANM SIGMINE" if spec["format"] == "sigmine" else "")
@@ -317,22 +319,74 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
     result.timings_s["comply"] = round(time.perf_counter() - t1, 3)
 
     t2 = time.perf_counter()
+    stage = _staging_dir(out_dir, aoi.aoi_id, result.run_id)
+    try:
+        result = _write_outputs(
+            stage,
+            target=target,
+            result=result,
+            aoi=aoi,
+            settings=settings,
+            period=period,
+            out_dir=out_dir,
+            detections=detections,
+            flags=flags,
+            sites=sites,
+            impact=impact,
+            registry_lines=registry_lines,
+            attribution=attribution,
+            evidence=evidence,
+            inputs=inputs,
+            started=started,
+            t2=t2,
+        )
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    # swap only once every file is whole, then deliver from the outbox that now sits in target
+    _swap_into_place(stage, target)
+    result.outputs = {k: str(target / Path(v).relative_to(stage)) for k, v in result.outputs.items()}
+    result.outputs["alerts/outbox"] = str(target / "alerts" / "outbox")
+    deliver_after_run(target / "alerts" / "outbox", settings=settings)
+    return result
+
+
+def _write_outputs(
+    stage: Path,
+    *,
+    target: Path,
+    result: AoiResult,
+    aoi: Aoi,
+    settings: Settings,
+    period: Period | None,
+    out_dir: Path,
+    detections: gpd.GeoDataFrame,
+    flags: gpd.GeoDataFrame,
+    sites: gpd.GeoDataFrame | None,
+    impact: Any,
+    registry_lines: list[str],
+    attribution: list[str],
+    evidence: dict[str, Any],
+    inputs: dict[str, str],
+    started: datetime,
+    t2: float,
+) -> AoiResult:
+    """Write every output of one AOI into ``stage`` (the outbox into ``target``, where alerts
+    accumulate across runs) and return the result with its counts and output paths."""
     outputs = {
-        "flags.geojson": write_geojson(flags, target / "flags.geojson"),
-        "flags.parquet": write_geoparquet(flags, target / "flags.parquet"),
-        "flags.csv": write_csv(flags, target / "flags.csv"),
-        "detections.parquet": write_geoparquet(detections, target / "detections.parquet"),
-        "detections.geojson": write_geojson(detections, target / "detections.geojson"),
-        "detections.csv": write_csv(detections, target / "detections.csv"),
-        "aoi.geojson": write_geojson(aoi.to_frame(), target / "aoi.geojson"),
+        "flags.geojson": write_geojson(flags, stage / "flags.geojson"),
+        "flags.parquet": write_geoparquet(flags, stage / "flags.parquet"),
+        "flags.csv": write_csv(flags, stage / "flags.csv"),
+        "detections.parquet": write_geoparquet(detections, stage / "detections.parquet"),
+        "detections.geojson": write_geojson(detections, stage / "detections.geojson"),
+        "detections.csv": write_csv(detections, stage / "detections.csv"),
+        "aoi.geojson": write_geojson(aoi.to_frame(), stage / "aoi.geojson"),
     }
     if sites is not None:
-        outputs["sites.parquet"] = write_geoparquet(sites, target / "sites.parquet")
-        outputs["sites_report.txt"] = write_text(
-            target / "sites_report.txt", "\n".join(registry_lines) + "\n"
-        )
+        outputs["sites.parquet"] = write_geoparquet(sites, stage / "sites.parquet")
+        outputs["sites_report.txt"] = write_text(stage / "sites_report.txt", "\n".join(registry_lines) + "\n")
     outputs["map.html"] = write_map(
-        target / "map.html",
+        stage / "map.html",
         aoi=aoi.to_frame(),
         detections=detections,
         flags=flags,
@@ -345,7 +399,7 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
     )
     outputs.update(
         write_extras(
-            target,
+            stage,
             aoi=aoi,
             flags=flags,
             detections=detections,
@@ -362,8 +416,6 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
         aoi_name=aoi.name,
     )
     write_outbox(payloads, target / "alerts" / "outbox")
-    outputs["alerts/outbox"] = target / "alerts" / "outbox"
-    deliver_after_run(target / "alerts" / "outbox", settings=settings)
     result.timings_s["report"] = round(time.perf_counter() - t2, 3)
 
     mining = detections[detections["kind"] == KIND_MINING]
@@ -407,12 +459,45 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
         "evidence": evidence,
         "registry_report": registry_lines,
         "timings_s": result.timings_s,
-        "outputs": {k: str(Path(v).relative_to(target)) for k, v in result.outputs.items()},
+        "outputs": {
+            **{k: str(Path(v).relative_to(stage)) for k, v in result.outputs.items()},
+            "alerts/outbox": "alerts/outbox",
+        },
         "confidence_levels": [PROBABLE, CONFIRMED],
     }
-    write_text(target / "run.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
-    result.outputs["run.json"] = str(target / "run.json")
+    write_text(stage / "run.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
+    result.outputs["run.json"] = str(stage / "run.json")
     return result
+
+
+def _staging_dir(out_dir: Path, aoi_id: str, run_id: str) -> Path:
+    """A fresh hidden folder beside the AOI's outputs; leftovers of a crashed run are cleared
+    first (and a swap cut short between its two renames is completed)."""
+    target = out_dir / aoi_id
+    for old in sorted(out_dir.glob(f".{aoi_id}.old-*")):
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:  # killed between the two renames of _swap_into_place: the old outputs come back
+            os.replace(old, target)
+    for leftover in out_dir.glob(f".{aoi_id}.staging-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    stage = out_dir / f".{aoi_id}.staging-{run_id}"
+    stage.mkdir(parents=True)
+    return stage
+
+
+def _swap_into_place(stage: Path, target: Path) -> None:
+    """Replace ``target`` by ``stage`` as one set: a reader or a crash sees either the whole
+    previous run or the whole new one. The outbox (alerts accumulate across runs) moves over."""
+    if not target.exists():
+        os.replace(stage, target)
+        return
+    old = target.parent / f".{target.name}.old-{stage.name.rsplit('-', 1)[-1]}"
+    os.replace(target, old)
+    os.replace(stage, target)
+    if (old / "alerts").exists():
+        os.replace(old / "alerts", target / "alerts")
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def run(
