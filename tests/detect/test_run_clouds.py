@@ -80,9 +80,7 @@ def test_an_all_cloud_scene_is_skipped_and_the_clear_one_used(
     clear = _scene(tmp_path, "a", 1, np.zeros((N, N)))
     cloudy = _scene(tmp_path, "b", 6, np.ones((N, N)))
     with caplog.at_level(logging.INFO, logger="pipeline.detect.clouds"):
-        found, _ = detect_from_scenes(
-            _aoi(), [clear, cloudy], settings=_settings(tmp_path), period=None
-        )
+        found, _ = detect_from_scenes(_aoi(), [clear, cloudy], settings=_settings(tmp_path), period=None)
     assert "skipping scene b" in caplog.text
     bare = found[found["kind"] == "mining_deforestation"]
     assert len(bare) == 1 and bare["area_ha"].iloc[0] == pytest.approx(9.0, rel=0.02)
