@@ -160,10 +160,19 @@ def scene_detections(
         area_crs=area_crs,
         min_area_ha=min_area_ha,
     )
+    dates = products["last_seen"][products["turbid"]] if "last_seen" in products else None
+    return combine_detections(mining, turbid, turbid_dates=dates)
+
+
+def combine_detections(
+    mining: gpd.GeoDataFrame, turbid: gpd.GeoDataFrame, *, turbid_dates: np.ndarray | None
+) -> gpd.GeoDataFrame:
+    """Mining and turbid-water polygons as one Detection table (EPSG:4326). Turbid water is
+    dated by the last valid observation under it (``turbid_dates``, datetime64 per turbid
+    pixel), being a state of the water rather than a change."""
     turbid = turbid.assign(kind=KIND_TURBIDITY, confidence=PROBABLE, first_seen=None, last_seen=None)
-    if len(turbid) and "last_seen" in products:
-        when = products["last_seen"][products["turbid"]]
-        when = when[~np.isnat(when)]
+    if len(turbid) and turbid_dates is not None:
+        when = turbid_dates[~np.isnat(turbid_dates)]
         if when.size:
             day = pd.Timestamp(when.max()).date()
             turbid = turbid.assign(first_seen=day, last_seen=day)

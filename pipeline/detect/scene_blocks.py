@@ -21,7 +21,6 @@ from typing import Any
 import dask.array as da
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import xarray as xr
 from affine import Affine
 from pyproj import CRS
@@ -32,10 +31,10 @@ from pipeline.detect.classify import PixelClassifier, _classify_block
 from pipeline.detect.indices import _bsi, _nd
 from pipeline.detect.landcover import BARE, WATER_CLEAR, WATER_TURBID, _classify
 from pipeline.detect.pieces import Assembled, assemble_pieces, gather_pieces, make_piece, vectorize_labelled
-from pipeline.detect.scene import CANONICAL, scene_products
+from pipeline.detect.scene import CANONICAL, combine_detections, scene_products
 from pipeline.detect.turbidity import TurbidityCalibration, _calibrated_block, _dogliotti
 from pipeline.errors import RasterError
-from pipeline.records import CONFIRMED, KIND_MINING, KIND_TURBIDITY, PROBABLE, WGS84
+from pipeline.records import CONFIRMED, KIND_MINING, PROBABLE
 
 #: Bits of the packed code raster (the low 3 bits hold the landcover code, 0..7).
 MINING_BIT, CONFIRMED_BIT, TURBID_BIT, WATER_BIT = 8, 16, 32, 64
@@ -270,18 +269,4 @@ def scene_detections_sparse(
     mining = mining.assign(kind=KIND_MINING)
     if np.isnat(first[in_m]).all():
         mining = mining.assign(first_seen=None, last_seen=None)
-    turbid = turbid.assign(kind=KIND_TURBIDITY, confidence=PROBABLE, first_seen=None, last_seen=None)
-    if len(turbid):
-        when = last[in_t]
-        when = when[~np.isnat(when)]
-        if when.size:
-            day = pd.Timestamp(when.max()).date()
-            turbid = turbid.assign(first_seen=day, last_seen=day)
-    found = gpd.GeoDataFrame(
-        pd.concat([f for f in (mining, turbid) if len(f)] or [mining], ignore_index=True),
-        geometry="geometry",
-        crs=WGS84,
-    )
-    if "mean_ndvi_before" in found:
-        found["ndvi_drop"] = found["mean_ndvi_before"] - found["mean_ndvi_after"]
-    return found
+    return combine_detections(mining, turbid, turbid_dates=last[in_t])
