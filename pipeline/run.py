@@ -49,6 +49,9 @@ from pipeline.report.writer import deliver_after_run, map_link, write_extras
 
 log = logging.getLogger(__name__)
 
+#: Flags per AOI that get before/after image chips on the map (the largest first).
+CHIP_FLAGS_MAX = 50
+
 SCENE_BANDS = ("B02", "B03", "B04", "B08", "B11")
 DETECTION_COLUMNS = [
     "detection_id",
@@ -319,6 +322,7 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
     result.timings_s["comply"] = round(time.perf_counter() - t1, 3)
 
     t2 = time.perf_counter()
+    chips = _flag_chips(aoi, flags, settings=settings, period=period, root=root)
     stage = _staging_dir(out_dir, aoi.aoi_id, result.run_id)
     try:
         result = _write_outputs(
@@ -339,6 +343,7 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
             inputs=inputs,
             started=started,
             t2=t2,
+            chips=chips,
         )
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
@@ -370,6 +375,7 @@ def _write_outputs(
     inputs: dict[str, str],
     started: datetime,
     t2: float,
+    chips: dict[str, list[tuple[str, str, str]]],
 ) -> AoiResult:
     """Write every output of one AOI into ``stage`` (the outbox into ``target``, where alerts
     accumulate across runs) and return the result with its counts and output paths."""
@@ -396,6 +402,7 @@ def _write_outputs(
         lang=settings.lang,
         run_id=result.run_id,
         scorecards=scorecard_links(sites),
+        chips=chips,
     )
     outputs.update(
         write_extras(
@@ -468,6 +475,39 @@ def _write_outputs(
     write_text(stage / "run.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
     result.outputs["run.json"] = str(stage / "run.json")
     return result
+
+
+def _flag_chips(
+    aoi: Aoi, flags: gpd.GeoDataFrame, *, settings: Settings, period: Period | None, root: Path
+) -> dict[str, list[tuple[str, str, str]]]:
+    """Before/after RGB chips (first and last scene of the period) for the largest flags of
+    an imagery AOI, as PNG data URIs; empty when the AOI has no imagery or no flag."""
+    from pipeline.detect.chips import RGB, flag_windows
+    from pipeline.report.chips import chip_data_uri, pair_scale
+
+    seen = flags["seen"].astype(bool) if "seen" in flags else pd.Series(True, index=flags.index)
+    real = flags[(flags["rule_id"] != "compliant") & seen]
+    if real.empty or not aoi.inputs.get("scenes"):
+        return {}
+    real = real.sort_values("area_ha", ascending=False).head(CHIP_FLAGS_MAX)
+    scenes = [SceneSpec.from_mapping(s, root=root) for s in aoi.inputs["scenes"]]
+    cube = LocalFolderSource(scenes).load(aoi, period, bands=RGB, chunks=settings.detect.chunk_px)
+    windows = flag_windows(cube, real)
+    last = cube.sizes["time"] - 1
+    picks = {fid: (w.isel(time=0), w.isel(time=last)) for fid, w in windows.items()}
+    # small windows only: one compute for every chip of the AOI
+    (arrays,) = dask.compute({fid: (a.data, b.data) for fid, (a, b) in picks.items()})
+    dates = [str(pd.Timestamp(t).date()) if not pd.isna(t) else "" for t in cube["time"].values]
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for fid, (before, after) in arrays.items():
+        scale = pair_scale(before, after)
+        after_chip = ("after", dates[last], chip_data_uri(np.asarray(after), scale=scale))
+        out[fid] = (
+            [("before", dates[0], chip_data_uri(np.asarray(before), scale=scale)), after_chip]
+            if last > 0
+            else [after_chip]
+        )
+    return out
 
 
 def _staging_dir(out_dir: Path, aoi_id: str, run_id: str) -> Path:

@@ -148,7 +148,23 @@ def _page_script(map_name: str, tiles_name: str) -> Any:
     return el
 
 
-def _flag_popup(rec: dict[str, Any], cat: Catalogue, scorecards: dict[str, str]) -> str:
+def _chips_html(chips: list[tuple[str, str, str]], cat: Catalogue) -> str:
+    """Image chips (kind, date, data URI) as a row of small figures."""
+    figures = "".join(
+        f"<figure style='margin:0 4px 0 0;display:inline-block'>"
+        f"<img src='{esc(uri)}' width='120' height='120' style='image-rendering:pixelated'>"
+        f"<figcaption>{esc(cat.t('map.chip_' + kind))} {esc(date)}</figcaption></figure>"
+        for kind, date, uri in chips
+    )
+    return f"<div class='asm-chips'><b>{esc(cat.t('map.chip_title'))}</b><br>{figures}</div>"
+
+
+def _flag_popup(
+    rec: dict[str, Any],
+    cat: Catalogue,
+    scorecards: dict[str, str],
+    chips: list[tuple[str, str, str]] | None = None,
+) -> str:
     site = rec.get("site_id") if not is_blank(rec.get("site_id")) else None
     site_label = (
         f"{rec.get('site_name')} ({site})" if site and rec.get("site_name") not in (None, site) else site
@@ -174,6 +190,8 @@ def _flag_popup(rec: dict[str, Any], cat: Catalogue, scorecards: dict[str, str])
             cat.t("field.flag_id"): rec["flag_id"],
         }
     )
+    if chips:
+        body += _chips_html(chips, cat)
     if site and site in scorecards:
         body += f"<a href='{esc(scorecards[site])}'>{esc(cat.t('map.scorecard_link'))}</a>"
     return body
@@ -213,6 +231,7 @@ def render_map(
     lang: str = "en",
     run_id: str = "",
     scorecards: dict[str, str] | None = None,
+    chips: dict[str, list[tuple[str, str, str]]] | None = None,
 ) -> str:
     """HTML of the AOI map (self-contained but for basemap tiles).
 
@@ -225,6 +244,8 @@ def render_map(
         Language of every label: en, es, pt, fr.
     scorecards
         site_id -> relative link of that site's scorecard.
+    chips
+        flag_id -> image chips ``(kind, date, data URI)``, kind ``before`` or ``after``.
     """
     folium = _folium()
     from branca.element import Element
@@ -337,7 +358,13 @@ def render_map(
             class_name=f"asm-flag asm-sev-{sev}",
         )
         tip = esc(f"{cat.label('rule', rec['rule_id'])} ({cat.label('severity', rec['severity'])})")
-        marker.add_child(_flag_binding(_flag_popup(rec, cat, scorecards), tip, str(rec["flag_id"])))
+        marker.add_child(
+            _flag_binding(
+                _flag_popup(rec, cat, scorecards, (chips or {}).get(str(rec["flag_id"]))),
+                tip,
+                str(rec["flag_id"]),
+            )
+        )
         marker.add_to(group)
     group.add_to(fmap)
     folium.LayerControl(collapsed=False).add_to(fmap)
