@@ -46,17 +46,28 @@ def site_scorecard(
     *,
     aoi: Aoi,
     settings: Settings | None = None,
+    licence_history: pd.DataFrame | None = None,
 ) -> Scorecard:
-    """Scorecard tables of one site (licence, flags by status, hectares per period).
+    """Scorecard tables of one site (licence and its history, flags by status, hectares per
+    period).
 
     Takes the tables of :func:`pipeline.open_run`; hectares inside the title and in the
     ``comply.near_site_m`` ring around it, measured in ``aoi.equal_area_crs``.
+    ``licence_history`` is the run's ``scorecards/licence_history.csv`` (read with pandas);
+    without it the history is the registry's current state.
     """
     one = sites[sites["site_id"] == site_id]
     if one.empty:
         raise ConfigError(f"No site {site_id!r} in this run. Pick one from run.sites['site_id'].")
     s = _settings(settings)
-    return site_scorecards(one, detections, crs=aoi.equal_area_crs, near_m=s.comply.near_site_m, flags=flags)
+    return site_scorecards(
+        one,
+        detections,
+        crs=aoi.equal_area_crs,
+        near_m=s.comply.near_site_m,
+        flags=flags,
+        licence_history=licence_history,
+    )
 
 
 def scorecard_page(run: Any, site_id: str) -> Path:

@@ -38,6 +38,7 @@ from pipeline.incremental import input_fingerprints
 from pipeline.ingest.paths import sample_data_dir
 from pipeline.ingest.scenes import LocalFolderSource, SceneSpec
 from pipeline.ingest.vectors import format_spec, read_external_detections, read_registry
+from pipeline.licence_history import record_licences
 from pipeline.periods import Period
 from pipeline.records import CONFIRMED, KIND_MINING, PROBABLE, WGS84, Aoi
 from pipeline.report.alerts import alert_payloads, write_outbox
@@ -306,6 +307,12 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
         sites, report = to_mine_sites(raw, spec=format_spec("registry", spec["format"]), aois=aoi.to_frame())
         registry_lines = report.lines()
         attribution.append("Mining titles: ANM SIGMINE" if spec["format"] == "sigmine" else "")
+    state_path = settings.state_db if settings.state_db is not None else out_dir / "asm-monitor.sqlite"
+    licences = (
+        record_licences(state_path, aoi_id=aoi.aoi_id, sites=sites, run_id=result.run_id)
+        if sites is not None
+        else None
+    )
     t1 = time.perf_counter()
     flags = evaluate(detections, aoi=aoi, sites=sites, params=settings.comply, run_id=result.run_id)
     # the state before this period gives each flag its status (a rerun gives the same one);
@@ -316,7 +323,7 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
         period=period,
         params=settings.comply,
         run_id=result.run_id,
-        state_path=settings.state_db if settings.state_db is not None else out_dir / "asm-monitor.sqlite",
+        state_path=state_path,
     ).flags
     impact = impact_tables(detections, aoi=aoi, sites=sites)
     result.timings_s["comply"] = round(time.perf_counter() - t1, 3)
@@ -336,6 +343,7 @@ def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Pat
             detections=detections,
             flags=flags,
             sites=sites,
+            licences=licences,
             impact=impact,
             registry_lines=registry_lines,
             attribution=attribution,
@@ -368,6 +376,7 @@ def _write_outputs(
     detections: gpd.GeoDataFrame,
     flags: gpd.GeoDataFrame,
     sites: gpd.GeoDataFrame | None,
+    licences: pd.DataFrame | None,
     impact: Any,
     registry_lines: list[str],
     attribution: list[str],
@@ -414,6 +423,7 @@ def _write_outputs(
             settings=settings,
             out_dir=out_dir,
             impact=impact,
+            licences=licences,
         )
     )
     payloads = alert_payloads(

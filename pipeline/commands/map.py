@@ -9,12 +9,17 @@ from pathlib import Path
 
 def _map(args: argparse.Namespace) -> int:
     from pipeline.cli import settings_from_args
-    from pipeline.report.rerender import find_run_dir, rerender_map
+    from pipeline.report.rerender import find_run_dir, rerender_map, rerender_scorecards
 
     settings = settings_from_args(args)
     run_dir = find_run_dir(args.run, out_dir=settings.out_dir)
     path = rerender_map(run_dir, lang=settings.lang, target=args.output, settings=settings)
     sys.stdout.write(f"{path}\n")
+    if args.output is None:
+        # in place: the scorecards the map links to follow the map's language
+        index = rerender_scorecards(run_dir, lang=settings.lang)
+        if index is not None:
+            sys.stdout.write(f"{index}\n")
     return 0
 
 
@@ -24,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "map",
         help="re-render an AOI's map from a run's outputs",
         description="Render map.html again from the flags, detections and sites a run wrote, e.g. in "
-        "another language. Needs no network; the page embeds Leaflet and only fetches basemap tiles.",
+        "another language; without --output the site scorecards are rendered again in that language "
+        "too. Needs no network; the page embeds Leaflet and only fetches basemap tiles.",
     )
     p.add_argument("--run", required=True, help="run folder OUT_DIR/AOI_ID, or a run id (with --out)")
     p.add_argument("--out", type=Path, help="output folder to look a run id up in (default: settings)")

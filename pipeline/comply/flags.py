@@ -8,15 +8,19 @@ NGO is told about it once.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 from pipeline.comply.rules import RULEBOOK_VERSION, RULES
 from pipeline.config import ComplyParams
 from pipeline.records import WGS84
+from pipeline.text import fill_template, template_fields
 
 FLAG_COLUMNS = [
     "flag_id",
@@ -37,6 +41,7 @@ FLAG_COLUMNS = [
     "last_seen",
     "periods",
     "reason",
+    "reason_args",
     "clause",
     "thresholds",
     "lon",
@@ -51,20 +56,24 @@ def flag_id(rule_id: str, aoi_id: str, key: str) -> str:
     return hashlib.sha256(f"{rule_id}|{aoi_id}|{key}".encode()).hexdigest()[:16]
 
 
-class _Blank(dict[str, object]):
-    def __missing__(self, key: str) -> str:
-        return "?"
+def _json_value(value: Any) -> Any:
+    """A template value as JSON: numbers as numbers, dates as ISO text, blanks as null."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.datetime64) or hasattr(value, "isoformat"):
+        stamp = pd.Timestamp(value)
+        return None if pd.isna(stamp) else stamp.date().isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value if isinstance(value, bool | int | float | str) else str(value)
 
 
-def _reason(template: str, values: Mapping[str, Any]) -> str:
-    safe = _Blank(
-        {k: ("?" if v is None or (isinstance(v, float) and pd.isna(v)) else v) for k, v in values.items()}
-    )
-    try:
-        return template.format_map(safe)
-    except (ValueError, TypeError):
-        # a numeric format applied to a missing value: fall back to plain substitution
-        return template.format_map(_Blank({k: str(v) for k, v in safe.items()}))
+def reason_args(template: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a reason template uses, JSON-safe: what the report needs to say the same
+    sentence in another language."""
+    return {name: _json_value(values.get(name)) for name in template_fields(template)}
 
 
 def build_flags(
@@ -102,8 +111,9 @@ def build_flags(
         rule = RULES[rec["rule_id"]]
         site_id = rec.get("site_id")
         site_id = site_id if isinstance(site_id, str) else None
-        info = site_info.loc[site_id].to_dict() if site_id and site_id in site_info.index else {}
-        values = {**context, **rec, **{k: v for k, v in info.items()}}
+        known = site_id is not None and site_id in site_info.index
+        info = {str(k): v for k, v in site_info.loc[site_id].items()} if known else {}
+        args = reason_args(rule.reason, {**context, **{str(k): v for k, v in rec.items()}, **info})
         rows.append(
             {
                 "flag_id": flag_id(rule.rule_id, aoi_id, site_id or str(rec.get("group_key"))),
@@ -123,7 +133,8 @@ def build_flags(
                 "first_seen": rec.get("first_seen"),
                 "last_seen": rec.get("last_seen"),
                 "periods": rec.get("periods", ""),
-                "reason": _reason(rule.reason, values),
+                "reason": fill_template(rule.reason, args),
+                "reason_args": json.dumps(args, sort_keys=True, ensure_ascii=False),
                 "clause": rule.clause,
                 "thresholds": rule.threshold_text(params or ComplyParams()),
                 "lon": round(point.x, 6),

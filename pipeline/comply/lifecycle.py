@@ -57,6 +57,7 @@ LIFECYCLE_COLUMNS = [
     "status_since",
     "suppression_reason",
     "history",
+    "reason_note",
 ]
 
 
@@ -208,6 +209,7 @@ def advance(
         growth = (cum - base) / base * 100.0 if base > 0 else 0.0
         status = NEW if reopened else WORSENING if growth > pct else ONGOING
         reason_note = ""
+        note: dict[str, Any] | None = None
         sup = suppressions.get(fid)
         if sup is not None:
             if sup.area_ha > 0 and cum > sup.area_ha * (1 + pct / 100.0):
@@ -216,6 +218,7 @@ def advance(
                 reason_note = (
                     f" Suppression lifted: footprint grew from {sup.area_ha:.1f} ha to {cum:.1f} ha."
                 )
+                note = {"kind": "suppression_lifted", "from_ha": sup.area_ha, "to_ha": cum}
             else:
                 status = SUPPRESSED
         since = period if prev is None or prev.status != status else prev.status_since
@@ -249,6 +252,7 @@ def advance(
                 growth=growth,
                 sup=sup,
                 lifted=fid in lifted,
+                note=note,
             )
         )
     for fid, prev in sorted(previous.items()):
@@ -269,20 +273,23 @@ def advance(
             history=(*prev.history, (period, status, prev.area_ha)),
         )
         states[fid] = state
-        note = (
+        unseen = (
             f"Resolved: not seen for {missed} period(s) up to {period}. "
             if status == RESOLVED
             else f"Not seen in {period} ({missed} period(s) without detection). "
         )
         if status != prev.status:
-            changes.append(_change(state, prev, detail=note.strip()))
+            changes.append(_change(state, prev, detail=unseen.strip()))
         rec = dict(prev.attrs) | {
-            "reason": note + str(prev.attrs.get("reason", "")),
+            "reason": unseen + str(prev.attrs.get("reason", "")),
             "area_ha": 0.0,
             "detection_ids": "",
             "geometry": prev.footprint,
         }
-        rows.append(_row(state, rec, seen=False, growth=0.0, sup=suppressions.get(fid), lifted=False))
+        note = {"kind": "resolved" if status == RESOLVED else "not_seen", "missed": missed, "period": period}
+        rows.append(
+            _row(state, rec, seen=False, growth=0.0, sup=suppressions.get(fid), lifted=False, note=note)
+        )
     out = _frame(rows, like=flags)
     return LifecycleResult(flags=out, states=states, changes=changes, lifted=lifted)
 
@@ -307,6 +314,7 @@ def _row(
     growth: float,
     sup: Suppression | None,
     lifted: bool,
+    note: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     return dict(rec) | {
         "status": state.status,
@@ -318,6 +326,8 @@ def _row(
         "status_since": state.status_since,
         "suppression_reason": sup.reason if sup is not None and not lifted else None,
         "history": _history_text(state.history),
+        # what the English note in ``reason`` says, for the report to say it in other languages
+        "reason_note": json.dumps(note, sort_keys=True) if note else None,
     }
 
 

@@ -44,6 +44,7 @@ SITE_COLUMNS = [
     "licence_valid_from",
     "licence_valid_to",
     "last_event_date",
+    "last_event",
     "mineral",
     "registry",
     "radius_m",
@@ -89,6 +90,14 @@ class RegistryReport:
                 for sid, rows in sorted(self.merged.items())
             ]
         return out
+
+
+def _event_text(text: Any) -> str | None:
+    """The registry's last-event text as written (``"508 - CONC LAV/DESPACHO PUBLICADO EM
+    05/06/2017"``), or None."""
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return None
+    return " ".join(str(text).split()) or None
 
 
 def _event_date(text: Any) -> pd.Timestamp | None:
@@ -215,6 +224,7 @@ def to_mine_sites(
                 "licence_valid_from": valid_from,
                 "licence_valid_to": valid_to,
                 "last_event_date": _event_date(r.get(col("last_event", ""), None)),
+                "last_event": _event_text(r.get(col("last_event", ""), None)),
                 "mineral": str(r.get(col("mineral", "mineral"), "") or ""),
                 "registry": str(spec.get("registry", "")),
                 "radius_m": float(r["radius_m"])

@@ -71,8 +71,10 @@ def site_scorecards(
     states
         Flag states from the state store: their history (period, status) is attached.
     licence_history
-        Earlier registry snapshots: ``site_id``, ``as_of``, ``phase``, ``licence_status``.
-        Without it the history is the last event recorded in the registry.
+        The licence states recorded run after run
+        (:func:`pipeline.licence_history.record_licences`, or a run's
+        ``scorecards/licence_history.csv``). Without it the history is the registry's
+        current state and last event.
     """
     site_m = sites.to_crs(crs).reset_index(drop=True)
     mining = detections[detections["kind"] == KIND_MINING].to_crs(crs)
@@ -115,18 +117,22 @@ def site_scorecards(
     return Scorecard(sites=pd.DataFrame(rows), disturbance=dist)
 
 
+_HISTORY_FIELDS = ("event_date", "event", "phase", "licence_status", "licence_kind", "first_recorded")
+
+
 def _licence_history(sid: str, site: object, history: pd.DataFrame | None) -> list[dict[str, object]]:
     if history is not None and len(history):
-        mine = history[history["site_id"] == sid].sort_values("as_of")
-        return [
-            {"as_of": r.as_of, "phase": r.phase, "licence_status": r.licence_status}
-            for r in mine.itertuples()
-        ]
+        mine = history[history["site_id"].astype(str) == sid]
+        # the recorded order (oldest first) is kept
+        return [{k: rec.get(k) for k in _HISTORY_FIELDS} for rec in mine.to_dict("records")]
     return [
         {
-            "as_of": getattr(site, "last_event_date", None),
+            "event_date": getattr(site, "last_event_date", None),
+            "event": getattr(site, "last_event", None),
             "phase": getattr(site, "phase", None),
             "licence_status": getattr(site, "licence_status", None),
+            "licence_kind": getattr(site, "licence_kind", None),
+            "first_recorded": None,
         }
     ]
 

@@ -13,6 +13,7 @@ from importlib.resources import files
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.text import fill_template
 
 LANGUAGES = ("en", "es", "pt", "fr")
 
@@ -46,6 +47,28 @@ class Catalogue:
                 f"No string '{key}' in the {self.lang} catalogue; add it to every i18n/*.toml."
             ) from None
         return text.format(**values) if values else text
+
+    def number(self, value: object, spec: str = ",.2f") -> str:
+        """``value`` formatted with ``spec`` and this language's decimal and thousands
+        separators (``1,234.50`` / ``1.234,50`` / ``1\u202f234,50``); blank for no value."""
+        if value is None or value == "":
+            return ""
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return str(value)
+        if number != number:  # NaN
+            return ""
+        return fill_template(
+            "{v:" + spec + "}",
+            {"v": number},
+            decimal=self.strings.get("number.decimal", "."),
+            group=self.strings.get("number.group", ","),
+        )
+
+    def ha(self, value: object) -> str:
+        """Hectares with two decimals in this language's number format."""
+        return self.number(value, ",.2f")
 
     def label(self, section: str, value: object) -> str:
         """Translate a code such as a rule id or severity; unknown codes are returned as they are."""

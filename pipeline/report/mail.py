@@ -11,7 +11,8 @@ from typing import Any
 
 from pipeline.config import AlertParams, secret_from_env
 from pipeline.report.i18n import catalogue
-from pipeline.report.markup import esc, fmt_ha, page, rows_table
+from pipeline.report.markup import esc, page, rows_table
+from pipeline.report.reasons import clause_text, reason_text
 from pipeline.report.subscriptions import Subscription
 from pipeline.report.webhook import DeliveryError
 
@@ -22,13 +23,13 @@ def _fields(alert: Mapping[str, Any], lang: str) -> dict[str, Any]:
         cat.t("field.rule"): cat.label("rule", alert["rule_id"]),
         cat.t("field.severity"): cat.label("severity", alert["severity"]),
         cat.t("field.status"): cat.label("status", alert["status"]),
-        cat.t("field.reason"): alert.get("reason"),
-        cat.t("field.hectares"): fmt_ha(alert.get("area_ha")),
+        cat.t("field.reason"): reason_text(alert, cat),
+        cat.t("field.hectares"): cat.ha(alert.get("area_ha")),
         cat.t("field.first_seen"): alert.get("first_seen"),
         cat.t("field.last_seen"): alert.get("last_seen"),
         cat.t("field.site"): alert.get("site_id"),
         cat.t("field.coordinates"): f"{alert['lon']:.5f}, {alert['lat']:.5f}",
-        cat.t("field.clause"): alert.get("clause"),
+        cat.t("field.clause"): clause_text(alert, cat),
         cat.t("field.flag_id"): alert.get("flag_id"),
         cat.t("field.map_link"): alert.get("map_link"),
     }
@@ -44,7 +45,7 @@ def build_message(alerts: Sequence[Mapping[str, Any]], *, sub: Subscription, sen
             status=cat.label("status", first["status"]),
             rule=cat.label("rule", first["rule_id"]),
             aoi=first.get("aoi_name", first["aoi_id"]),
-            ha=fmt_ha(first.get("area_ha")),
+            ha=cat.ha(first.get("area_ha")),
         )
     else:
         subject = cat.t("alert.digest_subject", n=len(alerts), aoi=first.get("aoi_name", first["aoi_id"]))

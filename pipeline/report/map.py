@@ -23,7 +23,8 @@ from pipeline.records import WGS84
 from pipeline.report.assets import assert_offline, inline_head
 from pipeline.report.atomic import write_text
 from pipeline.report.i18n import Catalogue, catalogue
-from pipeline.report.markup import esc, fmt_ha, is_blank, rows_table
+from pipeline.report.markup import esc, is_blank, rows_table
+from pipeline.report.reasons import clause_text, reason_text
 
 log = logging.getLogger(__name__)
 
@@ -177,15 +178,15 @@ def _flag_popup(
             cat.t("field.rule"): cat.label("rule", rec["rule_id"]),
             cat.t("field.severity"): cat.label("severity", rec["severity"]),
             cat.t("field.status"): cat.label("status", rec["status"]),
-            cat.t("field.reason"): rec.get("reason"),
-            cat.t("field.hectares"): fmt_ha(rec.get("area_ha")),
-            cat.t("field.mined_hectares"): fmt_ha(rec.get("mined_area_ha")),
+            cat.t("field.reason"): reason_text(rec, cat),
+            cat.t("field.hectares"): cat.ha(rec.get("area_ha")),
+            cat.t("field.mined_hectares"): cat.ha(rec.get("mined_area_ha")),
             cat.t("field.first_seen"): rec.get("first_seen"),
             cat.t("field.last_seen"): rec.get("last_seen"),
             cat.t("field.evidence_dates"): str(rec.get("periods") or "").replace(",", ", "),
             cat.t("field.site"): site_label,
             cat.t("field.licence"): licence,
-            cat.t("field.clause"): rec.get("clause"),
+            cat.t("field.clause"): clause_text(rec, cat),
             cat.t("field.coordinates"): f"{rec['lon']:.5f}, {rec['lat']:.5f}",
             cat.t("field.flag_id"): rec["flag_id"],
         }
@@ -324,7 +325,7 @@ def render_map(
         ]
         periods = period_colours(labels)
         tips = [
-            esc(f"{cat.label('kind', k)} · {p} · {fmt_ha(a)} ha")
+            esc(f"{cat.label('kind', k)} · {p} · {cat.ha(a)} ha")
             for k, p, a in zip(d["kind"], labels, d["area_ha"], strict=True)
         ]
         view = gpd.GeoDataFrame(

@@ -65,8 +65,3 @@ def page(*, title: str, body: str, lang: str) -> str:
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{esc(title)}</title><style>{PAGE_CSS}</style></head>\n<body>{body}</body></html>\n"
     )
-
-
-def fmt_ha(value: object) -> str:
-    """Hectares with two decimals, or an empty string."""
-    return "" if is_blank(value) else f"{float(value):,.2f}"  # type: ignore[arg-type]

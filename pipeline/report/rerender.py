@@ -1,4 +1,4 @@
-"""Re-render a run's map from its outputs (``asm-monitor map --run``)."""
+"""Re-render a run's map and scorecards from its outputs (``asm-monitor map --run``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import pandas as pd
 
 from pipeline.config import Settings
 from pipeline.errors import DataNotFoundError
-from pipeline.report.map import write_map
-from pipeline.report.scorecard import scorecard_links
+from pipeline.report.map import site_states, write_map
+from pipeline.report.scorecard import scorecard_links, write_scorecards
 
 
 def find_run_dir(run: str, *, out_dir: Path) -> Path:
@@ -78,3 +79,28 @@ def rerender_map(
         run_id=str(summary.get("run_id", "")),
         scorecards=scorecard_links(sites),
     )
+
+
+def rerender_scorecards(run_dir: Path, *, lang: str) -> Path | None:
+    """Write ``run_dir/scorecards/`` again in ``lang`` (with the licence history the run
+    recorded); None when the run had no registry."""
+    summary: dict[str, Any] = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    sites = _read(run_dir, "sites.parquet", required=False)
+    if sites is None or not len(sites):
+        return None
+    flags = _read(run_dir, "flags.parquet")
+    detections = _read(run_dir, "detections.parquet")
+    assert flags is not None and detections is not None
+    history = run_dir / "scorecards" / "licence_history.csv"
+    licences = pd.read_csv(history, dtype=str, keep_default_na=False) if history.is_file() else None
+    written = write_scorecards(
+        run_dir / "scorecards",
+        sites=sites,
+        flags=flags,
+        detections=detections,
+        states=site_states(sites, flags),
+        aoi_name=str(summary.get("aoi_name", summary["aoi_id"])),
+        lang=lang,
+        licences=licences,
+    )
+    return written["index.html"]

@@ -28,7 +28,8 @@ import geopandas as gpd
 import pandas as pd
 
 from pipeline.report.i18n import Catalogue, catalogue
-from pipeline.report.markup import esc, fmt_ha, grid_table, is_blank, page, rows_table
+from pipeline.report.markup import esc, grid_table, is_blank, page, rows_table
+from pipeline.report.reasons import clause_text, reason_text
 
 STATUS_ORDER = ("worsening", "new", "ongoing", "resolved")
 #: rules whose hectares lie inside the site's title; clearing_outside_licence lies outside
@@ -115,7 +116,7 @@ def trend_svg(points: pd.DataFrame, *, cat: Catalogue, width: int = 420, height:
     parts = [
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height + 30}' role='img' "
         f"aria-label='{esc(cat.t('scorecard.trend_heading'))}'>",
-        f"<text x='0' y='12' font-size='11'>{esc(fmt_ha(top))} ha</text>",
+        f"<text x='0' y='12' font-size='11'>{esc(cat.ha(top))} ha</text>",
         f"<line x1='45' y1='{height}' x2='{width}' y2='{height}' stroke='#555'/>",
     ]
     for i, rec in enumerate(pts.to_dict("records")):
@@ -124,12 +125,12 @@ def trend_svg(points: pd.DataFrame, *, cat: Catalogue, width: int = 420, height:
         h_out = rec["outside_ha"] / top * (height - 20)
         parts.append(
             f"<rect x='{x:.1f}' y='{height - h_in:.1f}' width='{bw * 0.8:.1f}' height='{h_in:.1f}' "
-            f"fill='#27ae60'><title>{esc(rec['period'])}: {esc(fmt_ha(rec['inside_ha']))} ha "
+            f"fill='#27ae60'><title>{esc(rec['period'])}: {esc(cat.ha(rec['inside_ha']))} ha "
             f"{esc(cat.t('scorecard.inside_title'))}</title></rect>"
         )
         parts.append(
             f"<rect x='{x:.1f}' y='{height - h_in - h_out:.1f}' width='{bw * 0.8:.1f}' height='{h_out:.1f}' "
-            f"fill='#c0392b'><title>{esc(rec['period'])}: {esc(fmt_ha(rec['outside_ha']))} ha "
+            f"fill='#c0392b'><title>{esc(rec['period'])}: {esc(cat.ha(rec['outside_ha']))} ha "
             f"{esc(cat.t('scorecard.outside_title'))}</title></rect>"
         )
         parts.append(f"<text x='{x:.1f}' y='{height + 14}' font-size='10'>{esc(str(rec['period']))}</text>")
@@ -147,14 +148,43 @@ def _flag_rows(flags: list[dict[str, Any]], cat: Catalogue, map_href: str) -> It
         yield [
             esc(cat.label("rule", rec["rule_id"])),
             f"<span class='sev-{esc(rec['severity'])}'>{esc(cat.label('severity', rec['severity']))}</span>",
-            esc(rec.get("reason")),
-            esc(fmt_ha(rec.get("area_ha"))),
+            esc(reason_text(rec, cat)),
+            esc(cat.ha(rec.get("area_ha"))),
             esc(rec.get("first_seen")),
             esc(rec.get("last_seen")),
             esc(str(rec.get("periods") or "").replace(",", ", ")),
-            esc(rec.get("clause")),
+            esc(clause_text(rec, cat)),
             f"<a href='{esc(map_href)}#flag-{esc(rec['flag_id'])}'>{esc(cat.t('scorecard.open_map'))}</a>",
         ]
+
+
+def _history_table(site: dict[str, Any], history: list[dict[str, Any]] | None, cat: Catalogue) -> str:
+    """The site's licence states, oldest first; without recorded history, the registry's
+    current state and last event."""
+    from pipeline.report.exports import _plain
+
+    rows = history or [
+        {
+            "event_date": _plain(site.get("last_event_date")),
+            "event": site.get("last_event"),
+            "phase": site.get("phase"),
+            "licence_status": site.get("licence_status"),
+            "licence_kind": site.get("licence_kind"),
+            "first_recorded": None,
+        }
+    ]
+    header = [
+        esc(cat.t(f"field.{k}"))
+        for k in ("as_of", "last_event", "phase", "licence_status", "licence", "first_recorded")
+    ]
+    body = [
+        [
+            esc(r.get(k))
+            for k in ("event_date", "event", "phase", "licence_status", "licence_kind", "first_recorded")
+        ]
+        for r in rows
+    ]
+    return f"<p class='muted'>{esc(cat.t('scorecard.licence_history_note'))}</p>" + grid_table(header, body)
 
 
 def render_scorecard(
@@ -166,11 +196,13 @@ def render_scorecard(
     aoi_name: str,
     lang: str = "en",
     map_href: str = "../map.html",
+    history: list[dict[str, Any]] | None = None,
 ) -> str:
     """HTML scorecard of one site.
 
     ``site`` is a row of the sites table and ``flags`` the site's flag rows, as dicts;
-    ``points`` is the site's part of :func:`trend`.
+    ``points`` is the site's part of :func:`trend`; ``history`` the site's rows of the licence
+    history (:func:`pipeline.licence_history.record_licences`), oldest first.
     """
     from pipeline.report.exports import _plain
 
@@ -212,6 +244,7 @@ def render_scorecard(
         f"<h1>{esc(title)}</h1><p class='muted'>{esc(aoi_name)} · <a href='{esc(map_href)}'>"
         f"{esc(cat.t('scorecard.open_map'))}</a></p>"
         f"<h2>{esc(cat.t('scorecard.licence_heading'))}</h2>{licence}"
+        f"<h3>{esc(cat.t('scorecard.licence_history_heading'))}</h3>{_history_table(site, history, cat)}"
         f"<h2>{esc(cat.t('scorecard.flags_heading'))}</h2>{flags_html}"
         f"<h2>{esc(cat.t('scorecard.trend_heading'))}</h2>{trend_svg(points, cat=cat)}"
     )
@@ -227,18 +260,27 @@ def write_scorecards(
     states: list[str],
     aoi_name: str,
     lang: str = "en",
+    licences: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
-    """Write ``<slug>.html`` and ``<slug>.csv`` per site, ``index.html`` and ``sites.csv``
-    into the folder ``target``, replacing it as a whole: the files are written into a temp
-    folder beside it, which then takes its place (a reader sees the old set or the new one,
-    and a thousand small files need no fsync each). Returns name -> path of the summary files.
+    """Write ``<slug>.html`` and ``<slug>.csv`` per site, ``index.html``, ``sites.csv`` and
+    ``licence_history.csv`` (when ``licences`` are given) into the folder ``target``,
+    replacing it as a whole: the files are written into a temp folder beside it, which then
+    takes its place (a reader sees the old set or the new one, and a thousand small files need
+    no fsync each). Returns name -> path of the summary files.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         _write_all(
-            tmp, sites=sites, flags=flags, detections=detections, states=states, aoi_name=aoi_name, lang=lang
+            tmp,
+            sites=sites,
+            flags=flags,
+            detections=detections,
+            states=states,
+            aoi_name=aoi_name,
+            lang=lang,
+            licences=licences,
         )
         tmp.chmod(0o755)
         old = target.with_name(f".{target.name}.old")
@@ -249,7 +291,10 @@ def write_scorecards(
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"sites.csv": target / "sites.csv", "index.html": target / "index.html"}
+    written = {"sites.csv": target / "sites.csv", "index.html": target / "index.html"}
+    if licences is not None:
+        written["licence_history.csv"] = target / "licence_history.csv"
+    return written
 
 
 def _plain_write(path: Path, text: str) -> Path:
@@ -266,6 +311,7 @@ def _write_all(
     states: list[str],
     aoi_name: str,
     lang: str = "en",
+    licences: pd.DataFrame | None = None,
 ) -> None:
     from pipeline.report.exports import _plain
 
@@ -278,6 +324,11 @@ def _write_all(
         if isinstance(rec["site_id"], str):
             by_site.setdefault(rec["site_id"], []).append(rec)
     points_by_site = {sid: g for sid, g in points.groupby("site_id")}
+    history: dict[str, list[dict[str, Any]]] = {}
+    if licences is not None:
+        _plain_write(target / "licence_history.csv", licences.to_csv(index=False, lineterminator="\n"))
+        for raw in licences.to_dict("records"):
+            history.setdefault(str(raw["site_id"]), []).append({str(k): v for k, v in raw.items()})
     no_points = points.iloc[0:0]
     columns = [*flag_table.columns, "site_operator", "site_phase"]
     sev = {"high": 3, "medium": 2, "low": 1}
@@ -289,7 +340,15 @@ def _write_all(
         spoints = points_by_site.get(sid, no_points)
         _plain_write(
             target / f"{slug}.html",
-            render_scorecard(site, flags=sflags, points=spoints, state=state, aoi_name=aoi_name, lang=lang),
+            render_scorecard(
+                site,
+                flags=sflags,
+                points=spoints,
+                state=state,
+                aoi_name=aoi_name,
+                lang=lang,
+                history=history.get(sid),
+            ),
         )
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
@@ -326,8 +385,8 @@ def _write_all(
             esc(r["operator"]),
             esc(r["licence_kind"]),
             esc(cat.t(f"site_state.{r['state']}")),
-            esc(fmt_ha(r["ha_inside_title"])),
-            esc(fmt_ha(r["ha_outside_title"])),
+            esc(cat.ha(r["ha_inside_title"])),
+            esc(cat.ha(r["ha_outside_title"])),
         ]
         for r in frame.to_dict("records")
     ]

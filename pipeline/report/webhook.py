@@ -22,6 +22,8 @@ import requests
 from pipeline import __version__
 from pipeline.config import Secret, secret_from_env
 from pipeline.errors import ConfigError
+from pipeline.report.i18n import catalogue
+from pipeline.report.reasons import clause_text, reason_text
 from pipeline.report.subscriptions import Subscription
 
 log = logging.getLogger(__name__)
@@ -58,10 +60,21 @@ def sign(msg_id: str, timestamp: int, body: bytes, *, secret: Secret) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def body_for(alert: Mapping[str, Any]) -> bytes:
+def body_for(alert: Mapping[str, Any], *, lang: str = "en") -> bytes:
     """The JSON body: ``{"type": "flag.<status>", "timestamp", "data": <alert>}``; the same
-    bytes on every retry."""
-    doc = {"type": f"flag.{alert['status']}", "timestamp": alert.get("created", ""), "data": dict(alert)}
+    bytes on every retry.
+
+    ``data.reason`` and ``data.clause`` are in the subscriber's language (``data.lang``);
+    ``data.reason_en`` keeps the English sentence of record.
+    """
+    cat = catalogue(lang)
+    data = dict(alert) | {
+        "lang": lang,
+        "reason": reason_text(alert, cat),
+        "reason_en": alert.get("reason"),
+        "clause": clause_text(alert, cat),
+    }
+    doc = {"type": f"flag.{alert['status']}", "timestamp": alert.get("created", ""), "data": data}
     return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -84,7 +97,7 @@ class WebhookChannel:
             )
         for alert in alerts:
             msg_id = webhook_id(alert["alert_id"], sub.name)
-            body = body_for(alert)
+            body = body_for(alert, lang=sub.lang)
             ts = int(time.time())
             headers = {
                 "content-type": "application/json",

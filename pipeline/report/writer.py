@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import geopandas as gpd
+import pandas as pd
 
 from pipeline.comply.impact import ImpactTables
 from pipeline.config import Settings
@@ -38,9 +39,11 @@ def write_extras(
     settings: Settings,
     out_dir: Path,
     impact: ImpactTables | None = None,
+    licences: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write scorecards (when there are sites), the impact tables comply computed
     (``impact.csv`` per zone and period with each hectare counted once, ``impact_by_phase.csv``),
+    ``licences`` (:func:`pipeline.licence_history.record_licences`) into the scorecards,
     ``flag_summary.csv`` (counts and per-flag hectare sums) and ``out_dir/index.html``."""
     outputs: dict[str, Path] = {
         "flag_summary.csv": write_impact_csv(flags, detections, target / "flag_summary.csv")
@@ -61,9 +64,12 @@ def write_extras(
             states=site_states(sites, flags),
             aoi_name=aoi.name,
             lang=settings.lang,
+            licences=licences,
         )
         outputs["scorecards/index.html"] = written["index.html"]
         outputs["scorecards/sites.csv"] = written["sites.csv"]
+        if "licence_history.csv" in written:
+            outputs["scorecards/licence_history.csv"] = written["licence_history.csv"]
     entry = {
         "aoi_id": aoi.aoi_id,
         "name": aoi.name,

@@ -45,7 +45,11 @@ def test_scorecards_html_and_csv(
     page = (tmp_path / f"{site_slug('100/2001')}.html").read_text()
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "<html lang='fr'>" in page and "Fiche du site" in page
-    assert "OECD DDG Annex II: illegal extraction" in page
+    # the clause in the reader's language (the flag's own English text is in the CSV)
+    assert "Guide OCDE sur le devoir de diligence pour les minerais, annexe II (extraction illégale" in page
+    # no licence history recorded: the registry's current state is the one row
+    assert "Historique du titre" in page
+    assert page.count("AUTORIZAÇÃO DE PESQUISA") >= 2  # licence table + history row
     assert "../map.html#flag-aaaa000000000001" in page and "../map.html#flag-aaaa000000000002" in page
     assert page.count("<svg") == 1 and page.count("<rect") == 4  # 2 periods x inside/outside
     assert "nouveau (1)" in page and "en aggravation (1)" in page
@@ -98,3 +102,34 @@ def test_real_site_bars_add_up_to_flag_hectares(real_run: Path) -> None:
     inside = t.groupby("site_id")["inside_ha"].sum()
     assert len(expected) > 10
     assert inside.loc[expected.index].to_numpy() == pytest.approx(expected.to_numpy(), rel=1e-6)
+
+
+def test_real_run_records_each_title_licence_state(real_run: Path) -> None:
+    sites = gpd.read_parquet(real_run / "sites.parquet")
+    hist = pd.read_csv(real_run / "scorecards" / "licence_history.csv", dtype=str, keep_default_na=False)
+    # one run, one registry snapshot: one state per title, with SIGMINE's last event
+    assert sorted(hist["site_id"]) == sorted(sites["site_id"])
+    assert hist["event"].str.contains(r"\d{2}/\d{2}/\d{4}").mean() > 0.9
+    assert (hist["event_date"].str.match(r"\d{4}-\d{2}-\d{2}$")).mean() > 0.9
+    assert set(hist["phase"]) == set(sites["phase"])
+
+
+def test_map_command_in_place_rerenders_the_scorecards_too(
+    real_run: Path, tmp_path: Path, sample_data: Path
+) -> None:
+    import shutil
+
+    copy = tmp_path / "amapa-gold"
+    shutil.copytree(real_run, copy)
+    assert main(["--sample-data", str(sample_data), "map", "--run", str(copy), "--lang", "pt"]) == 0
+    assert "<html lang='pt'>" in (copy / "map.html").read_text()
+    assert "<html lang='pt'>" in (copy / "scorecards" / "index.html").read_text()
+    flags = gpd.read_parquet(copy / "flags.parquet")
+    flagged = flags[flags["rule_id"] == "activity_without_valid_licence"].iloc[0]
+    page = (copy / "scorecards" / f"{site_slug(flagged['site_id'])}.html").read_text()
+    assert f"ha de mineração dentro do processo {flagged['site_id']}" in page
+    assert "ha of mining" not in page and "Histórico do título" in page
+    # the history the run recorded survives the re-render
+    assert (copy / "scorecards" / "licence_history.csv").read_text() == (
+        real_run / "scorecards" / "licence_history.csv"
+    ).read_text()
