@@ -70,6 +70,15 @@ class Catalogue:
         """Hectares with two decimals in this language's number format."""
         return self.number(value, ",.2f")
 
+    def term(self, section: str, value: object) -> str:
+        """Translate a free-text term from data (an AOI designation, a registry's licence kind)
+        looked up in lower case; the data's own spelling when the catalogue has no other word."""
+        if not isinstance(value, str):
+            return "" if value is None or value != value else str(value)  # None, NaN
+        code = value.strip().lower()
+        translated = self.strings.get(f"{section}.{code}", code)
+        return translated if translated != code else value
+
     def label(self, section: str, value: object) -> str:
         """Translate a code such as a rule id or severity; unknown codes are returned as they are."""
         return self.strings.get(f"{section}.{value}", str(value))

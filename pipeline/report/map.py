@@ -171,7 +171,9 @@ def _flag_popup(
         f"{rec.get('site_name')} ({site})" if site and rec.get("site_name") not in (None, site) else site
     )
     licence = " / ".join(
-        str(v) for v in (rec.get("licence_kind"), rec.get("licence_status")) if not is_blank(v)
+        cat.term(section, rec.get(section))
+        for section in ("licence_kind", "licence_status")
+        if not is_blank(rec.get(section))
     )
     body = rows_table(
         {
@@ -199,7 +201,14 @@ def _flag_popup(
 
 
 def _legend(
-    *, title: str, cat: Catalogue, periods: dict[str, str], n_flags: int, attribution: str, run_id: str
+    *,
+    title: str,
+    cat: Catalogue,
+    periods: dict[str, str],
+    n_flags: int,
+    attribution: str,
+    run_id: str,
+    has_sites: bool,
 ) -> str:
     def swatch(colour: str, label: str) -> str:
         return f"<div><i style='background:{esc(colour)}'></i>{esc(label)}</div>"
@@ -213,8 +222,8 @@ def _legend(
     return (
         f"<div id='asm-legend' class='asm-box'><b>{esc(title)}</b> &middot; "
         f"{esc(cat.t('map.flag_count', n=n_flags))}"
-        f"<div><b>{esc(cat.t('map.legend_sites'))}</b>{sites}</div>"
-        f"<div><b>{esc(cat.t('map.legend_flags'))}</b>{sev}</div>"
+        + (f"<div><b>{esc(cat.t('map.legend_sites'))}</b>{sites}</div>" if has_sites else "")
+        + f"<div><b>{esc(cat.t('map.legend_flags'))}</b>{sev}</div>"
         + (f"<div><b>{esc(cat.t('map.legend_detections'))}</b>{det}</div>" if periods else "")
         + f"<small class='muted'>{esc(attribution)}<br>{esc(generated)}</small></div>"
         f"<div id='asm-tiles-note' class='asm-box' role='status'>{esc(cat.t('map.tiles_offline'))}</div>"
@@ -378,6 +387,7 @@ def render_map(
                 n_flags=int((flags["rule_id"] != "compliant").sum()) if len(flags) else 0,
                 attribution=attribution,
                 run_id=run_id,
+                has_sites=sites is not None and len(sites) > 0,
             )
         )
     )

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 #: lifecycle notes written after the rule's sentence; the others come before it
 _NOTES_AFTER = {"suppression_lifted"}
-#: template values that are codes the catalogue can translate (section of the catalogue)
-_LABELLED = {"designation": "designation"}
+#: template values that are terms the catalogue can translate (section of the catalogue)
+_TERMS = {"designation": "designation", "licence_kind": "licence_kind"}
 
 
 def _json(value: Any) -> dict[str, Any] | None:
@@ -59,12 +59,9 @@ def reason_text(flag: Mapping[str, Any], cat: Catalogue) -> str:
     if args is None:
         return english
     values = dict(args)
-    for name, section in _LABELLED.items():
+    for name, section in _TERMS.items():
         if isinstance(values.get(name), str):
-            code = values[name].strip().lower()
-            translated = cat.strings.get(f"{section}.{code}", code)
-            # the AOI file's own spelling unless the language says it differently
-            values[name] = translated if translated != code else values[name]
+            values[name] = cat.term(section, values[name])
     sentence = _fill(cat, f"reason.{flag.get('rule_id')}", values)
     if sentence is None:
         return english

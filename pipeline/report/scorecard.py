@@ -179,8 +179,12 @@ def _history_table(site: dict[str, Any], history: list[dict[str, Any]] | None, c
     ]
     body = [
         [
-            esc(r.get(k))
-            for k in ("event_date", "event", "phase", "licence_status", "licence_kind", "first_recorded")
+            esc(r.get("event_date")),
+            esc(r.get("event")),
+            esc(r.get("phase")),
+            esc(cat.term("licence_status", r.get("licence_status"))),
+            esc(cat.term("licence_kind", r.get("licence_kind"))),
+            esc(r.get("first_recorded")),
         ]
         for r in rows
     ]
@@ -213,8 +217,8 @@ def render_scorecard(
             cat.t("field.title_id"): sid,
             cat.t("field.site"): site.get("name") if site.get("name") != sid else None,
             cat.t("field.operator"): site.get("operator"),
-            cat.t("field.licence"): site.get("licence_kind"),
-            cat.t("field.licence_status"): site.get("licence_status"),
+            cat.t("field.licence"): cat.term("licence_kind", site.get("licence_kind")),
+            cat.t("field.licence_status"): cat.term("licence_status", site.get("licence_status")),
             cat.t("field.phase"): site.get("phase"),
             cat.t("field.mineral"): site.get("mineral"),
             cat.t("field.registry"): site.get("registry"),
@@ -383,7 +387,7 @@ def _write_all(
         [
             f"<a href='{esc(r['scorecard'])}'>{esc(r['site_id'])}</a>",
             esc(r["operator"]),
-            esc(r["licence_kind"]),
+            esc(cat.term("licence_kind", r["licence_kind"])),
             esc(cat.t(f"site_state.{r['state']}")),
             esc(cat.ha(r["ha_inside_title"])),
             esc(cat.ha(r["ha_outside_title"])),

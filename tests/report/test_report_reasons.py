@@ -237,3 +237,33 @@ def test_hectares_use_the_language_separators(lang: str, want: str) -> None:
     cat = catalogue(lang)
     assert cat.ha(12345.678) == want
     assert cat.ha(None) == cat.ha(float("nan")) == ""
+
+
+@pytest.mark.parametrize(
+    ("lang", "kind", "status"),
+    [
+        ("pt", "autorização de pesquisa", "ativo"),
+        ("es", "permiso de exploración", "vigente"),
+        ("fr", "permis d'exploration", "en vigueur"),
+        ("en", "exploration permit", "active"),
+    ],
+)
+def test_registry_terms_are_translated_where_known(lang: str, kind: str, status: str) -> None:
+    cat = catalogue(lang)
+    assert cat.term("licence_kind", "Exploration permit") == (kind if lang != "en" else "Exploration permit")
+    assert cat.term("licence_status", "active") == status
+    # a registry's own word stays as written; blanks stay blank
+    assert cat.term("licence_kind", "concessão estadual X") == "concessão estadual X"
+    assert cat.term("licence_kind", None) == cat.term("licence_kind", float("nan")) == ""
+
+
+def test_every_licence_kind_of_the_registry_mapping_is_translated() -> None:
+    import tomllib
+    from importlib.resources import files
+
+    formats = tomllib.loads((files("pipeline") / "data" / "formats.toml").read_text(encoding="utf-8"))
+    kinds = {p["kind"] for p in formats["registry"]["sigmine"]["phases"].values()}
+    for lang in ("es", "pt", "fr"):
+        cat = catalogue(lang)
+        missing = [k for k in kinds if cat.term("licence_kind", k) == k]
+        assert not missing, f"add {missing} to [licence_kind] of {lang}.toml"
