@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 
 from pipeline.comply.rules import RULEBOOK_VERSION, RULES
 from pipeline.config import ComplyParams
 from pipeline.records import WGS84
-from pipeline.text import fill_template, template_fields
+from pipeline.text import fill_template, json_scalar, template_fields
 
 FLAG_COLUMNS = [
     "flag_id",
@@ -56,24 +54,10 @@ def flag_id(rule_id: str, aoi_id: str, key: str) -> str:
     return hashlib.sha256(f"{rule_id}|{aoi_id}|{key}".encode()).hexdigest()[:16]
 
 
-def _json_value(value: Any) -> Any:
-    """A template value as JSON: numbers as numbers, dates as ISO text, blanks as null."""
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, np.datetime64) or hasattr(value, "isoformat"):
-        stamp = pd.Timestamp(value)
-        return None if pd.isna(stamp) else stamp.date().isoformat()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value if isinstance(value, bool | int | float | str) else str(value)
-
-
 def reason_args(template: str, values: Mapping[str, Any]) -> dict[str, Any]:
     """The values a reason template uses, JSON-safe: what the report needs to say the same
     sentence in another language."""
-    return {name: _json_value(values.get(name)) for name in template_fields(template)}
+    return {name: json_scalar(values.get(name)) for name in template_fields(template)}
 
 
 def build_flags(
@@ -134,7 +118,7 @@ def build_flags(
                 "last_seen": rec.get("last_seen"),
                 "periods": rec.get("periods", ""),
                 "reason": fill_template(rule.reason, args),
-                "reason_args": json.dumps(args, sort_keys=True, ensure_ascii=False),
+                "reason_args": json.dumps(args, sort_keys=True, ensure_ascii=False, allow_nan=False),
                 "clause": rule.clause,
                 "thresholds": rule.threshold_text(params or ComplyParams()),
                 "lon": round(point.x, 6),

@@ -216,7 +216,7 @@ def advance(
                 lifted.append(fid)
                 status = WORSENING
                 reason_note = (
-                    f" Suppression lifted: footprint grew from {sup.area_ha:.1f} ha to {cum:.1f} ha."
+                    f" Suppression lifted: footprint grew from {sup.area_ha:,.1f} ha to {cum:,.1f} ha."
                 )
                 note = {"kind": "suppression_lifted", "from_ha": sup.area_ha, "to_ha": cum}
             else:
@@ -224,7 +224,8 @@ def advance(
         since = period if prev is None or prev.status != status else prev.status_since
         history = (() if prev is None else prev.history) + ((period, status, round(cum, 4)),)
         attrs = {k: _jsonable(v) for k, v in rec.items() if k != "geometry"}
-        attrs["reason"] = str(rec.get("reason", "")) + reason_note
+        # the note belongs to this period only: a later "not seen" note must not repeat it
+        attrs["reason"] = str(rec.get("reason", ""))
         state = FlagState(
             flag_id=fid,
             aoi_id=aoi_id,
@@ -247,7 +248,7 @@ def advance(
         rows.append(
             _row(
                 state,
-                rec | {"reason": attrs["reason"]},
+                rec | {"reason": attrs["reason"] + reason_note},
                 seen=True,
                 growth=growth,
                 sup=sup,

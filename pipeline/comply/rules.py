@@ -71,7 +71,7 @@ RULES: dict[str, Rule] = {
             "mining_in_protected_area",
             "1",
             "high",
-            "{area_ha:.1f} ha of mining detected inside {aoi_name} ({designation}), "
+            "{area_ha:,.1f} ha of mining detected inside {aoi_name} ({designation}), "
             "first seen {first_seen}, last seen {last_seen}.",
             f"{_OECD} (serious abuses; illegal extraction in protected areas and indigenous "
             "territories); CRAFT module 3 (legitimacy of the mining area); Forest Smart Mining "
@@ -82,7 +82,7 @@ RULES: dict[str, Rule] = {
             "clearing_outside_licence",
             "1",
             "medium",
-            "{area_ha:.1f} ha of mining within {near_site_m:.0f} m of title {site_id} but "
+            "{area_ha:,.1f} ha of mining within {near_site_m:,.0f} m of title {site_id} but "
             "outside its licensed polygon, last seen {last_seen}.",
             f"{_OECD} (illegal extraction, paragraph on legitimacy of mining); CRAFT module 3 "
             "(mining only inside the legal title); Forest Smart Mining principle: footprint "
@@ -93,8 +93,8 @@ RULES: dict[str, Rule] = {
             "unregistered_mining",
             "1",
             "high",
-            "{area_ha:.1f} ha of mining with no title that allows extraction within "
-            "{near_site_m:.0f} m, last seen {last_seen}.",
+            "{area_ha:,.1f} ha of mining with no title that allows extraction within "
+            "{near_site_m:,.0f} m, last seen {last_seen}.",
             f"{_OECD} (informal / illegal extraction, risk of conflict financing); CRAFT "
             "module 1 (identification of the producer) and module 3 (legitimacy).",
             ("near_site_m", "min_flag_area_ha", "footprint_cell_deg"),
@@ -103,7 +103,7 @@ RULES: dict[str, Rule] = {
             "activity_without_valid_licence",
             "1",
             "high",
-            "{area_ha:.1f} ha of mining inside title {site_id}, whose phase '{phase}' "
+            "{area_ha:,.1f} ha of mining inside title {site_id}, whose phase '{phase}' "
             "({licence_kind}) does not allow extraction, last seen {last_seen}.",
             f"{_OECD} (illegal extraction without a valid title); CRAFT module 3 (legal "
             "mining title in force).",
@@ -113,8 +113,8 @@ RULES: dict[str, Rule] = {
             "turbidity_downstream",
             "1",
             "medium",
-            "River turbidity downstream of site {site_id} is {downstream_fnu:.0f} FNU, "
-            "{ratio:.1f}x the {upstream_fnu:.0f} FNU upstream.",
+            "River turbidity downstream of site {site_id} is {downstream_fnu:,.0f} FNU, "
+            "{ratio:,.1f}x the {upstream_fnu:,.0f} FNU upstream.",
             f"{_OECD} (environmental harm: sediment and mercury release); CRAFT module 5 "
             "(environment); Forest Smart Mining principle: water management.",
             ("turbidity_ratio", "turbidity_floor_fnu"),

@@ -8,8 +8,9 @@ earlier period, so the periods add up to the total.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
@@ -18,6 +19,7 @@ from shapely.geometry.base import BaseGeometry
 
 from pipeline.comply.lifecycle import STATUSES, FlagState
 from pipeline.records import KIND_MINING
+from pipeline.text import json_scalar
 
 DISTURBANCE_COLUMNS = [
     "site_id",
@@ -117,24 +119,25 @@ def site_scorecards(
     return Scorecard(sites=pd.DataFrame(rows), disturbance=dist)
 
 
-_HISTORY_FIELDS = ("event_date", "event", "phase", "licence_status", "licence_kind", "first_recorded")
+HISTORY_FIELDS = ("event_date", "event", "phase", "licence_status", "licence_kind", "first_recorded")
 
 
-def _licence_history(sid: str, site: object, history: pd.DataFrame | None) -> list[dict[str, object]]:
-    if history is not None and len(history):
-        mine = history[history["site_id"].astype(str) == sid]
-        # the recorded order (oldest first) is kept
-        return [{k: rec.get(k) for k in _HISTORY_FIELDS} for rec in mine.to_dict("records")]
-    return [
-        {
-            "event_date": getattr(site, "last_event_date", None),
-            "event": getattr(site, "last_event", None),
-            "phase": getattr(site, "phase", None),
-            "licence_status": getattr(site, "licence_status", None),
-            "licence_kind": getattr(site, "licence_kind", None),
-            "first_recorded": None,
-        }
-    ]
+def licence_history_rows(
+    site: Mapping[str, Any], *, recorded: Sequence[Mapping[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """A site's licence history, oldest first: the ``recorded`` rows of the state file
+    (:func:`pipeline.licence_history.record_licences`), or, when none were recorded, the
+    registry's current state and last event as the one row."""
+    if recorded:
+        return [{k: rec.get(k) for k in HISTORY_FIELDS} for rec in recorded]
+    current = {k: site.get(k) for k in ("last_event", "phase", "licence_status", "licence_kind")}
+    return [{"event_date": json_scalar(site.get("last_event_date")), "first_recorded": None, **current}]
+
+
+def _licence_history(sid: str, site: Any, history: pd.DataFrame | None) -> list[dict[str, Any]]:
+    mine = history[history["site_id"].astype(str) == sid] if history is not None and len(history) else None
+    recorded = None if mine is None else mine.to_dict("records")
+    return licence_history_rows(site._asdict(), recorded=recorded)  # type: ignore[arg-type]
 
 
 def _disturbance(sites: gpd.GeoDataFrame, mining: gpd.GeoDataFrame, *, near_m: float) -> pd.DataFrame:

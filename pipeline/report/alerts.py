@@ -21,20 +21,11 @@ import geopandas as gpd
 from pipeline.comply.flags import SEVERITY_ORDER
 from pipeline.report.atomic import write_text
 from pipeline.report.exports import _plain
+from pipeline.report.reasons import json_object
 
 log = logging.getLogger(__name__)
 
 ALERT_STATUSES = ("new", "worsening")
-
-
-def _json_or_none(value: Any) -> Any:
-    """The flag's JSON text column as an object in the alert (``None`` when blank)."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        return json.loads(value)
-    except ValueError:
-        return None
 
 
 def alert_payloads(
@@ -59,8 +50,8 @@ def alert_payloads(
                 "rule_id": rec["rule_id"],
                 "severity": rec["severity"],
                 "reason": rec["reason"],
-                "reason_args": _json_or_none(rec.get("reason_args")),
-                "reason_note": _json_or_none(rec.get("reason_note")),
+                "reason_args": json_object(rec.get("reason_args")),
+                "reason_note": json_object(rec.get("reason_note")),
                 "aoi_id": rec["aoi_id"],
                 "aoi_name": aoi_name or rec["aoi_id"],
                 "site_id": _plain(rec.get("site_id")),

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import functools
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.report.markup import is_blank
 from pipeline.text import fill_template
 
 LANGUAGES = ("en", "es", "pt", "fr")
+#: registries without a phase table write their licence status as phase and kind too
+_TERM_FALLBACK = {"licence_kind": ("licence_status",), "phase": ("licence_status",)}
 
 
 def _flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -48,36 +52,44 @@ class Catalogue:
             ) from None
         return text.format(**values) if values else text
 
-    def number(self, value: object, spec: str = ",.2f") -> str:
+    def fill(self, template: str, values: Mapping[str, Any]) -> str:
+        """``template`` filled from ``values`` with this language's number separators; a
+        missing value prints as ``?`` (see :func:`pipeline.text.fill_template`)."""
+        return fill_template(
+            template,
+            values,
+            decimal=self.strings.get("number.decimal", "."),
+            group=self.strings.get("number.group", ","),
+        )
+
+    def number(self, value: object, *, spec: str = ",.2f") -> str:
         """``value`` formatted with ``spec`` and this language's decimal and thousands
         separators (``1,234.50`` / ``1.234,50`` / ``1\u202f234,50``); blank for no value."""
-        if value is None or value == "":
+        if is_blank(value):
             return ""
         try:
             number = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             return str(value)
-        if number != number:  # NaN
-            return ""
-        return fill_template(
-            "{v:" + spec + "}",
-            {"v": number},
-            decimal=self.strings.get("number.decimal", "."),
-            group=self.strings.get("number.group", ","),
-        )
+        return self.fill("{v:" + spec + "}", {"v": number})
 
     def ha(self, value: object) -> str:
         """Hectares with two decimals in this language's number format."""
-        return self.number(value, ",.2f")
+        return self.number(value, spec=",.2f")
 
     def term(self, section: str, value: object) -> str:
-        """Translate a free-text term from data (an AOI designation, a registry's licence kind)
-        looked up in lower case; the data's own spelling when the catalogue has no other word."""
-        if not isinstance(value, str):
-            return "" if value is None or value != value else str(value)  # None, NaN
-        code = value.strip().lower()
-        translated = self.strings.get(f"{section}.{code}", code)
-        return translated if translated != code else value
+        """Translate a free-text term from data (an AOI designation, a registry's licence kind
+        or phase), looked up in lower case in ``section`` and then in the sections it falls
+        back to; the data's own spelling when the catalogue has no other word."""
+        if is_blank(value):
+            return ""
+        text = str(value)
+        code = text.strip().lower()
+        for name in (section, *_TERM_FALLBACK.get(section, ())):
+            translated = self.strings.get(f"{name}.{code}")
+            if translated is not None:
+                return translated if translated != code else text
+        return text
 
     def label(self, section: str, value: object) -> str:
         """Translate a code such as a rule id or severity; unknown codes are returned as they are."""

@@ -25,7 +25,13 @@ def render_index(entries: list[dict[str, Any]], *, lang: str = "en") -> str:
             href = f"{e['aoi_id']}/scorecards/index.html"
             links += f" · <a href='{esc(href)}'>{esc(cat.t('map.scorecard_link'))}</a>"
         rows.append(
-            [esc(e["name"]), esc(e.get("designation")), esc(e.get("country")), esc(e.get("flags", 0)), links]
+            [
+                esc(e["name"]),
+                esc(cat.term("designation", e.get("designation"))),
+                esc(e.get("country")),
+                esc(e.get("flags", 0)),
+                links,
+            ]
         )
     header = [
         esc(cat.t(k))

@@ -4,8 +4,8 @@ Comply writes the English sentence (``reason``) and the values it was made from
 (``reason_args``, JSON), plus a lifecycle note (``reason_note``, JSON) when the flag was not
 seen or a suppression was lifted. The report fills the catalogue's template for the same rule
 with those values, so the sentence says the same thing in es/pt/fr, numbers written the way
-the reader writes them. Flags written before ``reason_args`` existed keep their English
-sentence.
+the reader writes them. Flags written before ``reason_args`` existed, or whose values do not
+cover the current template, keep their English sentence.
 """
 
 from __future__ import annotations
@@ -17,17 +17,19 @@ from typing import Any
 
 from pipeline.report.i18n import Catalogue
 from pipeline.report.markup import is_blank
-from pipeline.text import fill_template
+from pipeline.text import template_fields
 
 log = logging.getLogger(__name__)
 
 #: lifecycle notes written after the rule's sentence; the others come before it
 _NOTES_AFTER = {"suppression_lifted"}
 #: template values that are terms the catalogue can translate (section of the catalogue)
-_TERMS = {"designation": "designation", "licence_kind": "licence_kind"}
+_TERMS = {"designation": "designation", "licence_kind": "licence_kind", "phase": "phase"}
 
 
-def _json(value: Any) -> dict[str, Any] | None:
+def json_object(value: Any) -> dict[str, Any] | None:
+    """A JSON-object column of a flag (``reason_args``, ``reason_note``) as a dict; None when
+    blank or unreadable (logged), so the caller falls back to the English sentence."""
     if isinstance(value, Mapping):
         return dict(value)
     if is_blank(value):
@@ -35,46 +37,41 @@ def _json(value: Any) -> dict[str, Any] | None:
     try:
         doc = json.loads(str(value))
     except ValueError:
-        log.warning("unreadable reason values %r: keeping the English sentence", value)
+        log.warning("unreadable JSON %r in a flag: keeping the English sentence", value)
         return None
     return doc if isinstance(doc, dict) else None
 
 
-def _fill(cat: Catalogue, key: str, values: Mapping[str, Any]) -> str | None:
-    template = cat.strings.get(key)
-    if template is None:
+def _note(flag: Mapping[str, Any], cat: Catalogue) -> tuple[str, bool] | None:
+    note = json_object(flag.get("reason_note"))
+    template = cat.strings.get(f"reason_note.{note.get('kind')}") if note else None
+    if note is None or template is None:
         return None
-    return fill_template(
-        template,
-        values,
-        decimal=cat.strings.get("number.decimal", "."),
-        group=cat.strings.get("number.group", ","),
-    )
+    return cat.fill(template, note), note.get("kind") in _NOTES_AFTER
 
 
-def reason_text(flag: Mapping[str, Any], cat: Catalogue) -> str:
+def reason_text(flag: Mapping[str, Any], *, cat: Catalogue) -> str:
     """The flag's reason sentence in ``cat``'s language (with its lifecycle note, if any)."""
     english = "" if is_blank(flag.get("reason")) else str(flag["reason"])
-    args = _json(flag.get("reason_args"))
-    if args is None:
+    args = json_object(flag.get("reason_args"))
+    template = cat.strings.get(f"reason.{flag.get('rule_id')}")
+    if args is None or template is None or not set(template_fields(template)) <= set(args):
+        # older flags: the stored sentence beats a template with values it never had
         return english
-    values = dict(args)
-    for name, section in _TERMS.items():
-        if isinstance(values.get(name), str):
-            values[name] = cat.term(section, values[name])
-    sentence = _fill(cat, f"reason.{flag.get('rule_id')}", values)
-    if sentence is None:
-        return english
-    note = _json(flag.get("reason_note"))
-    note_text = _fill(cat, f"reason_note.{note.get('kind')}", note) if note else None
-    if not note_text:
+    values = {k: cat.term(_TERMS[k], v) if k in _TERMS and isinstance(v, str) else v for k, v in args.items()}
+    sentence = cat.fill(template, values)
+    note = _note(flag, cat)
+    if note is None:
         return sentence
-    after = note is not None and note.get("kind") in _NOTES_AFTER
-    return f"{sentence} {note_text}" if after else f"{note_text} {sentence}"
+    text, after = note
+    return f"{sentence} {text}" if after else f"{text} {sentence}"
 
 
-def clause_text(flag: Mapping[str, Any], cat: Catalogue) -> str:
+def clause_text(flag: Mapping[str, Any], *, cat: Catalogue) -> str:
     """The OECD / CRAFT / Forest Smart Mining clauses the flag's rule supports, in ``cat``'s
-    language (the flag's own English text when the catalogue has no entry for the rule)."""
+    language; in English, and for rules the catalogue lacks, the flag's own text (the wording
+    of the rulebook version that raised it)."""
     own = "" if is_blank(flag.get("clause")) else str(flag["clause"])
-    return cat.strings.get(f"clause.{flag.get('rule_id')}", own) if cat.lang != "en" or not own else own
+    if cat.lang == "en" and own:
+        return own
+    return cat.strings.get(f"clause.{flag.get('rule_id')}", own)

@@ -27,6 +27,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
+from pipeline.comply.scorecard import licence_history_rows
 from pipeline.report.i18n import Catalogue, catalogue
 from pipeline.report.markup import esc, grid_table, is_blank, page, rows_table
 from pipeline.report.reasons import clause_text, reason_text
@@ -148,12 +149,12 @@ def _flag_rows(flags: list[dict[str, Any]], cat: Catalogue, map_href: str) -> It
         yield [
             esc(cat.label("rule", rec["rule_id"])),
             f"<span class='sev-{esc(rec['severity'])}'>{esc(cat.label('severity', rec['severity']))}</span>",
-            esc(reason_text(rec, cat)),
+            esc(reason_text(rec, cat=cat)),
             esc(cat.ha(rec.get("area_ha"))),
             esc(rec.get("first_seen")),
             esc(rec.get("last_seen")),
             esc(str(rec.get("periods") or "").replace(",", ", ")),
-            esc(clause_text(rec, cat)),
+            esc(clause_text(rec, cat=cat)),
             f"<a href='{esc(map_href)}#flag-{esc(rec['flag_id'])}'>{esc(cat.t('scorecard.open_map'))}</a>",
         ]
 
@@ -161,18 +162,7 @@ def _flag_rows(flags: list[dict[str, Any]], cat: Catalogue, map_href: str) -> It
 def _history_table(site: dict[str, Any], history: list[dict[str, Any]] | None, cat: Catalogue) -> str:
     """The site's licence states, oldest first; without recorded history, the registry's
     current state and last event."""
-    from pipeline.report.exports import _plain
-
-    rows = history or [
-        {
-            "event_date": _plain(site.get("last_event_date")),
-            "event": site.get("last_event"),
-            "phase": site.get("phase"),
-            "licence_status": site.get("licence_status"),
-            "licence_kind": site.get("licence_kind"),
-            "first_recorded": None,
-        }
-    ]
+    rows = licence_history_rows(site, recorded=history)
     header = [
         esc(cat.t(f"field.{k}"))
         for k in ("as_of", "last_event", "phase", "licence_status", "licence", "first_recorded")
@@ -181,7 +171,7 @@ def _history_table(site: dict[str, Any], history: list[dict[str, Any]] | None, c
         [
             esc(r.get("event_date")),
             esc(r.get("event")),
-            esc(r.get("phase")),
+            esc(cat.term("phase", r.get("phase"))),
             esc(cat.term("licence_status", r.get("licence_status"))),
             esc(cat.term("licence_kind", r.get("licence_kind"))),
             esc(r.get("first_recorded")),
@@ -219,7 +209,7 @@ def render_scorecard(
             cat.t("field.operator"): site.get("operator"),
             cat.t("field.licence"): cat.term("licence_kind", site.get("licence_kind")),
             cat.t("field.licence_status"): cat.term("licence_status", site.get("licence_status")),
-            cat.t("field.phase"): site.get("phase"),
+            cat.t("field.phase"): cat.term("phase", site.get("phase")),
             cat.t("field.mineral"): site.get("mineral"),
             cat.t("field.registry"): site.get("registry"),
             cat.t("field.valid_from"): _plain(site.get("licence_valid_from")),

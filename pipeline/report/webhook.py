@@ -70,9 +70,9 @@ def body_for(alert: Mapping[str, Any], *, lang: str = "en") -> bytes:
     cat = catalogue(lang)
     data = dict(alert) | {
         "lang": lang,
-        "reason": reason_text(alert, cat),
+        "reason": reason_text(alert, cat=cat),
         "reason_en": alert.get("reason"),
-        "clause": clause_text(alert, cat),
+        "clause": clause_text(alert, cat=cat),
     }
     doc = {"type": f"flag.{alert['status']}", "timestamp": alert.get("created", ""), "data": data}
     return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()

@@ -95,3 +95,21 @@ def test_scorecard_shows_the_history_and_writes_its_csv(tmp_path: Path) -> None:
     assert len(written) == 3 and set(written["site_id"]) == {"858075/2001", "850001/2010"}
     other = (tmp_path / "sc" / f"{site_slug('850001/2010')}.html").read_text()
     assert "<b>X</b>" not in other and "&lt;b&gt;X&lt;/b&gt;" in other
+
+
+def test_a_return_to_an_earlier_state_is_a_new_row(tmp_path: Path) -> None:
+    db = tmp_path / "state.sqlite"
+    sites = _sites(event_a=None)
+    for day, status in (("2026-01-01", "active"), ("2026-02-01", "suspended"), ("2026-03-01", "active")):
+        hist = record_licences(
+            db, aoi_id="a", sites=sites.assign(licence_status=[status, "pending"]), run_id=day, today=day
+        )
+    mine = hist[hist["site_id"] == "858075/2001"]
+    assert list(mine["licence_status"]) == ["active", "suspended", "active"]
+    assert list(mine["first_recorded"]) == ["2026-01-01", "2026-02-01", "2026-03-01"]
+
+
+def test_a_blank_permission_is_not_a_permission(tmp_path: Path) -> None:
+    sites = _sites().assign(allows_extraction=[float("nan"), None])
+    hist = record_licences(tmp_path / "s.sqlite", aoi_id="a", sites=sites, run_id="r")
+    assert not hist["allows_extraction"].any()

@@ -117,13 +117,13 @@ def test_flags_carry_the_values_of_their_sentence(flags: gpd.GeoDataFrame) -> No
     }
     # English from the catalogue is the sentence comply wrote, for every flag
     for row in flags.to_dict("records"):
-        assert reason_text(row, catalogue("en")) == row["reason"]
+        assert reason_text(row, cat=catalogue("en")) == row["reason"]
 
 
 @pytest.mark.parametrize(
     ("lang", "want"),
     [
-        ("en", "1234.6 ha of mining inside title 858075/2001, whose phase 'REQUERIMENTO DE PESQUISA'"),
+        ("en", "1,234.6 ha of mining inside title 858075/2001, whose phase 'REQUERIMENTO DE PESQUISA'"),
         (
             "pt",
             "1.234,6 ha de mineração dentro do processo 858075/2001, cuja fase 'REQUERIMENTO DE PESQUISA'",
@@ -139,7 +139,7 @@ def test_reason_in_each_language_with_its_number_format(
     flags: gpd.GeoDataFrame, lang: str, want: str
 ) -> None:
     rec = _by_rule_site(flags, "activity_without_valid_licence", "858075/2001")
-    text = reason_text(rec, catalogue(lang))
+    text = reason_text(rec, cat=catalogue(lang))
     assert text.startswith(want)
     assert "2024-12-31" in text
     assert "?" not in text
@@ -147,34 +147,34 @@ def test_reason_in_each_language_with_its_number_format(
 
 def test_designation_is_translated_and_names_kept(flags: gpd.GeoDataFrame) -> None:
     rec = _by_rule_site(flags, "mining_in_protected_area")
-    assert "dentro de TI Munduruku (terra indígena)" in reason_text(rec, catalogue("pt"))
-    assert "dans TI Munduruku (territoire autochtone)" in reason_text(rec, catalogue("fr"))
+    assert "dentro de TI Munduruku (terra indígena)" in reason_text(rec, cat=catalogue("pt"))
+    assert "dans TI Munduruku (territoire autochtone)" in reason_text(rec, cat=catalogue("fr"))
     # an unknown designation is printed as the AOI file gives it
     odd = rec | {"reason_args": json.dumps(json.loads(str(rec["reason_args"])) | {"designation": "Resex X"})}
-    assert "(Resex X)" in reason_text(odd, catalogue("es"))
+    assert "(Resex X)" in reason_text(odd, cat=catalogue("es"))
 
 
 def test_missing_values_print_as_a_question_mark_in_every_language(flags: gpd.GeoDataFrame) -> None:
     rec = _by_rule_site(flags, "activity_without_valid_licence", "858075/2001")
     args = json.loads(str(rec["reason_args"])) | {"area_ha": None, "phase": None}
     for lang in LANGUAGES:
-        text = reason_text(rec | {"reason_args": json.dumps(args)}, catalogue(lang))
+        text = reason_text(rec | {"reason_args": json.dumps(args)}, cat=catalogue(lang))
         assert text.startswith("? ha") and "'?'" in text.replace("« ? »", "'?'"), text
 
 
 def test_flags_written_before_reason_args_keep_their_english_sentence(flags: gpd.GeoDataFrame) -> None:
     rec = _by_rule_site(flags, "activity_without_valid_licence", "858075/2001")
     for old in (rec | {"reason_args": None}, {k: v for k, v in rec.items() if k != "reason_args"}):
-        assert reason_text(old, catalogue("pt")) == rec["reason"]
-    assert reason_text(rec | {"reason_args": "{not json"}, catalogue("pt")) == rec["reason"]
+        assert reason_text(old, cat=catalogue("pt")) == rec["reason"]
+    assert reason_text(rec | {"reason_args": "{not json"}, cat=catalogue("pt")) == rec["reason"]
 
 
 def test_clause_follows_the_language(flags: gpd.GeoDataFrame) -> None:
     rec = _by_rule_site(flags, "mining_in_protected_area")
-    assert clause_text(rec, catalogue("en")) == RULES["mining_in_protected_area"].clause
-    assert clause_text(rec, catalogue("pt")).startswith("Guia de Devida Diligência da OCDE")
-    assert clause_text(rec, catalogue("es")).startswith("Guía de Debida Diligencia de la OCDE")
-    assert clause_text(rec, catalogue("fr")).startswith("Guide OCDE sur le devoir de diligence")
+    assert clause_text(rec, cat=catalogue("en")) == RULES["mining_in_protected_area"].clause
+    assert clause_text(rec, cat=catalogue("pt")).startswith("Guia de Devida Diligência da OCDE")
+    assert clause_text(rec, cat=catalogue("es")).startswith("Guía de Debida Diligencia de la OCDE")
+    assert clause_text(rec, cat=catalogue("fr")).startswith("Guide OCDE sur le devoir de diligence")
 
 
 def test_lifecycle_notes_are_translated(flags: gpd.GeoDataFrame) -> None:
@@ -187,14 +187,14 @@ def test_lifecycle_notes_are_translated(flags: gpd.GeoDataFrame) -> None:
     rows = {r["flag_id"]: r for r in second.flags.to_dict("records")}
     lifted = rows[fid]
     assert json.loads(lifted["reason_note"])["kind"] == "suppression_lifted"
-    assert reason_text(lifted, catalogue("en")) == lifted["reason"]
-    assert reason_text(lifted, catalogue("pt")).endswith("cresceu de 100,0 ha para 1.234,6 ha.")
+    assert reason_text(lifted, cat=catalogue("en")) == lifted["reason"]
+    assert reason_text(lifted, cat=catalogue("pt")).endswith("cresceu de 100,0 ha para 1.234,6 ha.")
     unseen = next(r for r in rows.values() if r["rule_id"] == "mining_in_protected_area")
-    assert reason_text(unseen, catalogue("en")) == unseen["reason"]
-    assert reason_text(unseen, catalogue("es")).startswith(
+    assert reason_text(unseen, cat=catalogue("en")) == unseen["reason"]
+    assert reason_text(unseen, cat=catalogue("es")).startswith(
         "No observada en 2025 (1 período(s) sin detección)."
     )
-    assert reason_text(unseen, catalogue("fr")).startswith("Non observé en 2025")
+    assert reason_text(unseen, cat=catalogue("fr")).startswith("Non observé en 2025")
 
 
 def test_map_popups_in_portuguese_are_escaped(flags: gpd.GeoDataFrame, sites: gpd.GeoDataFrame) -> None:
@@ -223,10 +223,10 @@ def test_webhook_body_speaks_the_subscriber_language(flags: gpd.GeoDataFrame) ->
     assert alert["reason_args"]["site_id"] == "858075/2001"
     data = json.loads(body_for(alert, lang="es"))["data"]
     assert data["lang"] == "es" and data["reason"].startswith("1.234,6 ha de minería")
-    assert data["reason_en"] == alert["reason"] and data["reason_en"].startswith("1234.6 ha of mining")
+    assert data["reason_en"] == alert["reason"] and data["reason_en"].startswith("1,234.6 ha of mining")
     assert data["clause"].startswith("Guía de Debida Diligencia")
-    # the same bytes on every retry
-    assert body_for(alert, lang="es") == body_for(alert, lang="es")
+    # the same bytes on every retry, whatever order the outbox file gave the keys in
+    assert body_for(dict(reversed(list(alert.items()))), lang="es") == body_for(alert, lang="es")
 
 
 @pytest.mark.parametrize(
@@ -267,3 +267,61 @@ def test_every_licence_kind_of_the_registry_mapping_is_translated() -> None:
         cat = catalogue(lang)
         missing = [k for k in kinds if cat.term("licence_kind", k) == k]
         assert not missing, f"add {missing} to [licence_kind] of {lang}.toml"
+
+
+def test_an_unbounded_turbidity_ratio_is_valid_json_and_reads_as_infinity() -> None:
+    point = gpd.GeoDataFrame(
+        [
+            {
+                "rule_id": "turbidity_downstream",
+                "site_id": "858075/2001",
+                "group_key": "858075/2001",
+                "area_ha": 0.0,
+                "upstream_fnu": 0.0,
+                "downstream_fnu": 95.0,
+                "ratio": float("inf"),
+                "geometry": box(400_000, 9_990_000, 400_010, 9_990_010).centroid,
+            }
+        ],
+        geometry="geometry",
+        crs=UTM,
+    )
+    flag = build_flags(point, aoi_id="t", run_id="r", sites=None, context={}).iloc[0].to_dict()
+    assert json.loads(flag["reason_args"])["ratio"] == "inf"  # JSON has no Infinity
+    assert "is 95 FNU, ∞x the 0 FNU upstream" in flag["reason"]
+    assert "soit ∞ fois les 0 FNU en amont" in reason_text(flag, cat=catalogue("fr"))
+    from pipeline.report.alerts import alert_payloads
+
+    alert = alert_payloads(
+        gpd.GeoDataFrame([flag | {"status": "new"}], geometry="geometry", crs=4326),
+        map_link="m",
+        min_severity="info",
+    )[0]
+    json.loads(body_for(alert, lang="pt"), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+
+
+def test_an_old_run_whose_values_do_not_cover_the_template_keeps_its_sentence(
+    flags: gpd.GeoDataFrame,
+) -> None:
+    rec = _by_rule_site(flags, "activity_without_valid_licence", "858075/2001")
+    args = json.loads(str(rec["reason_args"]))
+    del args["phase"]  # a template that gained a field since the run
+    assert reason_text(rec | {"reason_args": json.dumps(args)}, cat=catalogue("pt")) == rec["reason"]
+
+
+def test_a_lifted_note_is_not_repeated_when_the_flag_is_later_unseen(flags: gpd.GeoDataFrame) -> None:
+    fid = str(_by_rule_site(flags, "activity_without_valid_licence", "858075/2001")["flag_id"])
+    sup = {fid: Suppression(fid, "cloud shadow", "ana", area_ha=100.0, created_at="2025-01-01")}
+    first = advance(flags, {}, aoi_id="t", period="2024", crs=UTM, params=PARAMS)
+    second = advance(flags, first.states, aoi_id="t", period="2025", crs=UTM, params=PARAMS, suppressions=sup)
+    assert "Suppression lifted" in second.flags.set_index("flag_id").loc[fid, "reason"]
+    third = advance(flags.iloc[0:0], second.states, aoi_id="t", period="2026", crs=UTM, params=PARAMS)
+    row = third.flags.set_index("flag_id").loc[fid].to_dict()
+    assert row["reason"].startswith("Not seen in 2026") and "Suppression lifted" not in row["reason"]
+    assert reason_text(row, cat=catalogue("en")) == row["reason"]
+
+
+def test_blank_values_from_pandas_are_blank_not_errors() -> None:
+    cat = catalogue("pt")
+    assert cat.ha(pd.NA) == cat.ha(pd.NaT) == cat.term("phase", pd.NA) == ""
+    assert cat.term("phase", "suspended") == "suspenso"  # a native registry's phase is its status
