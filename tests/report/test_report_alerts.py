@@ -346,3 +346,39 @@ def test_secret_never_in_logs_or_errors(
     text = caplog.text + " ".join(report.errors)
     assert SECRET not in text and SECRET[6:] not in text
     assert os.environ["ASM_WEBHOOK_SECRET"] == SECRET
+
+
+def test_real_alerts_arrive_in_the_subscriber_language(
+    tmp_path: Path, real_run: Path, smtp: tuple[Mailbox, int], receiver: Receiver
+) -> None:
+    """The amapa-gold run's own outbox: one NGO reads Portuguese e-mail, another French
+    webhooks; both get the reason sentence and clause in their language."""
+    box, port = smtp
+    rule = "clearing_outside_licence"
+    subs = [
+        {"name": "pt-ngo", "email": ["alertas@ngo.example"], "lang": "pt", "rules": [rule]},
+        {"name": "fr-ngo", "webhook_url": receiver.url, "lang": "fr", "rules": [rule]},
+    ]
+    settings = _settings(
+        tmp_path, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False, subscriptions=subs
+    )
+    outbox = real_run / "alerts" / "outbox"
+    wanted = [
+        a for a in map(json.loads, (p.read_text() for p in outbox.glob("*.json"))) if a["rule_id"] == rule
+    ]
+    assert wanted, "the demo registry should give clearing_outside_licence alerts"
+    report = deliver(outbox, settings=settings)
+    assert report.delivered == 2 * len(wanted) and len(box.messages) == len(wanted)
+    for msg in box.messages:
+        text = _parts(msg)["text/plain"]
+        assert "ha de mineração a menos de 500 m do processo" in text
+        assert "Guia de Devida Diligência da OCDE" in text and "ha of mining" not in text
+    assert len(receiver.accepted) == len(wanted)
+    for doc in receiver.accepted.values():
+        data = doc["data"]
+        assert (
+            data["lang"] == "fr" and "ha d'exploitation minière à moins de 500 m du titre" in data["reason"]
+        )
+        # the same hectares, written the French way
+        en_ha, fr_ha = data["reason_en"].split(" ha of mining")[0], data["reason"].split(" ha d'")[0]
+        assert fr_ha == en_ha.replace(",", "\u202f").replace(".", ",")
