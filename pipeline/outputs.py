@@ -16,6 +16,7 @@ import geopandas as gpd
 import pandas as pd
 
 from pipeline import __version__
+from pipeline.comply.lifecycle import reportable_flags
 from pipeline.comply.rules import RULEBOOK_VERSION
 from pipeline.config import Settings
 from pipeline.periods import Period
@@ -105,9 +106,7 @@ def write_outputs(
     mining = detections[detections["kind"] == KIND_MINING]
     result.detections = len(detections)
     result.detections_ha = round(float(mining["area_ha"].sum()), 2)
-    # flags carried over from earlier periods but not seen in this one add no hectares
-    seen = flags["seen"].astype(bool) if "seen" in flags else pd.Series(True, index=flags.index)
-    real = flags[(flags["rule_id"] != "compliant") & seen]
+    real = reportable_flags(flags)
     result.flags_by_status = {str(k): int(v) for k, v in flags["status"].value_counts().sort_index().items()}
     result.flags_by_rule = {str(k): int(v) for k, v in flags["rule_id"].value_counts().sort_index().items()}
     result.flags_by_severity = {

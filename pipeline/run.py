@@ -28,6 +28,7 @@ from pipeline.audit import track_flags
 from pipeline.cluster import dask_client as dask_client
 from pipeline.comply import evaluate
 from pipeline.comply.impact import impact_tables
+from pipeline.comply.lifecycle import reportable_flags
 from pipeline.comply.registry import to_mine_sites
 from pipeline.comply.rules import RULEBOOK_VERSION
 from pipeline.config import Settings
@@ -367,8 +368,7 @@ def _flag_chips(
     from pipeline.detect.chips import RGB, flag_windows
     from pipeline.report.chips import chip_data_uri, pair_scale
 
-    seen = flags["seen"].astype(bool) if "seen" in flags else pd.Series(True, index=flags.index)
-    real = flags[(flags["rule_id"] != "compliant") & seen]
+    real = reportable_flags(flags)
     if real.empty or not aoi.inputs.get("scenes"):
         return {}
     real = real.sort_values("area_ha", ascending=False).head(CHIP_FLAGS_MAX)

@@ -344,6 +344,13 @@ def _frame(rows: list[dict[str, Any]], *, like: gpd.GeoDataFrame) -> gpd.GeoData
     return gpd.GeoDataFrame(frame[[*columns, "geometry"]], geometry="geometry", crs=WGS84)
 
 
+def reportable_flags(flags: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The flags that are problems seen in this period: not ``compliant``, and not carried
+    over from an earlier period without being seen (those add no hectares or imagery)."""
+    seen = flags["seen"].astype(bool) if "seen" in flags else pd.Series(True, index=flags.index)
+    return flags[(flags["rule_id"] != "compliant") & seen]
+
+
 def status_counts(flags: pd.DataFrame) -> dict[str, int]:
     """Flags by status, every status present (0 when none)."""
     counts = flags["status"].value_counts() if len(flags) else pd.Series(dtype=int)

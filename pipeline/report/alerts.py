@@ -20,7 +20,7 @@ import geopandas as gpd
 
 from pipeline.comply.flags import SEVERITY_ORDER
 from pipeline.report.atomic import write_text
-from pipeline.report.exports import _plain
+from pipeline.report.exports import plain
 from pipeline.report.reasons import json_object
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def alert_payloads(
     for rec in flags.to_dict("records"):
         if rec["status"] not in ALERT_STATUSES or SEVERITY_ORDER[rec["severity"]] < floor:
             continue
-        last_seen = _plain(rec.get("last_seen"))
+        last_seen = plain(rec.get("last_seen"))
         out.append(
             {
                 "alert_id": f"{rec['flag_id']}-{rec['status']}-{last_seen}",
@@ -54,17 +54,17 @@ def alert_payloads(
                 "reason_note": json_object(rec.get("reason_note")),
                 "aoi_id": rec["aoi_id"],
                 "aoi_name": aoi_name or rec["aoi_id"],
-                "site_id": _plain(rec.get("site_id")),
-                "site_name": _plain(rec.get("site_name")),
-                "licence_status": _plain(rec.get("licence_status")),
-                "licence_kind": _plain(rec.get("licence_kind")),
-                "periods": _plain(rec.get("periods")),
-                "run_id": _plain(rec.get("run_id")),
-                "area_ha": _plain(rec["area_ha"]),
-                "first_seen": _plain(rec.get("first_seen")),
+                "site_id": plain(rec.get("site_id")),
+                "site_name": plain(rec.get("site_name")),
+                "licence_status": plain(rec.get("licence_status")),
+                "licence_kind": plain(rec.get("licence_kind")),
+                "periods": plain(rec.get("periods")),
+                "run_id": plain(rec.get("run_id")),
+                "area_ha": plain(rec["area_ha"]),
+                "first_seen": plain(rec.get("first_seen")),
                 "last_seen": last_seen,
-                "lon": _plain(rec["lon"]),
-                "lat": _plain(rec["lat"]),
+                "lon": plain(rec["lon"]),
+                "lat": plain(rec["lat"]),
                 "clause": rec["clause"],
                 "map_link": f"{map_link}#flag-{rec['flag_id']}",
                 "rulebook_version": rec["rulebook_version"],

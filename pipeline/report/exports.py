@@ -14,7 +14,9 @@ from pipeline.records import WGS84
 from pipeline.report.atomic import write_text, write_with
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A cell value as plain JSON/CSV: floats rounded to 6 decimals (NaN -> None), numpy
+    scalars as Python ones, timestamps as ISO dates."""
     if isinstance(value, float | np.floating):
         return None if np.isnan(value) else round(float(value), 6)
     if isinstance(value, np.integer):
@@ -39,7 +41,7 @@ def to_geojson_text(frame: gpd.GeoDataFrame) -> str:
         features.append(
             {
                 "type": "Feature",
-                "properties": {k: _plain(v) for k, v in rec.items()},
+                "properties": {k: plain(v) for k, v in rec.items()},
                 "geometry": json.loads(gpd.GeoSeries([geom]).to_json(to_wgs84=False, drop_id=True))[
                     "features"
                 ][0]["geometry"]
@@ -57,7 +59,7 @@ def _stringify_dates(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         if col == out.geometry.name:
             continue
         if out[col].dtype == object and out[col].map(lambda v: hasattr(v, "isoformat")).any():
-            out[col] = out[col].map(_plain)
+            out[col] = out[col].map(plain)
     return out
 
 

@@ -25,6 +25,7 @@ from pipeline.report.atomic import write_text
 from pipeline.report.i18n import Catalogue, catalogue
 from pipeline.report.markup import esc, is_blank, rows_table
 from pipeline.report.reasons import clause_text, reason_text
+from pipeline.report.scorecard import site_facts, site_states
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,6 @@ SITE_COLOURS = {
     "licence_invalid": "#8e44ad",
     "compliant": "#27ae60",
 }
-INVALID_LICENCE = {"expired", "suspended", "none", "revoked"}
 # viridis-like ramp: older detections dark blue, newest yellow
 _RAMP = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"]
 _MAP_CSS = (
@@ -73,27 +73,6 @@ def period_colours(labels: list[str]) -> dict[str, str]:
         a, b = _hex(_RAMP[lo]), _hex(_RAMP[lo + 1])
         t = x - lo
         out[label] = "#" + "".join(f"{round(p + (q - p) * t):02x}" for p, q in zip(a, b, strict=True))
-    return out
-
-
-def site_states(sites: gpd.GeoDataFrame, flags: gpd.GeoDataFrame) -> list[str]:
-    """Per site: ``flagged_<worst severity>``, else ``licence_invalid`` when the title does
-    not allow extraction or the licence is expired/suspended, else ``compliant``."""
-    order = {"high": 3, "medium": 2, "low": 1}
-    real = flags[flags["rule_id"] != "compliant"]
-    worst: dict[str, str] = {}
-    for sid, sev in zip(real["site_id"], real["severity"], strict=True):
-        if isinstance(sid, str) and order.get(sev, 0) > order.get(worst.get(sid, ""), 0):
-            worst[sid] = sev
-    allows = sites["allows_extraction"] if "allows_extraction" in sites else [True] * len(sites)
-    out = []
-    for sid, ok, status in zip(sites["site_id"], allows, sites["licence_status"], strict=True):
-        if sid in worst:
-            out.append(f"flagged_{worst[sid]}")
-        elif not ok or str(status).lower() in INVALID_LICENCE:
-            out.append("licence_invalid")
-        else:
-            out.append("compliant")
     return out
 
 
@@ -294,17 +273,7 @@ def render_map(
             sid = rec["site_id"]
             tips.append(esc(f"{sid} · {cat.t(f'site_state.{state}')}"))
             body = rows_table(
-                {
-                    cat.t("field.title_id"): sid,
-                    cat.t("field.site"): rec.get("name") if rec.get("name") != sid else None,
-                    cat.t("field.operator"): rec.get("operator"),
-                    cat.t("field.licence"): cat.term("licence_kind", rec.get("licence_kind")),
-                    cat.t("field.licence_status"): cat.term("licence_status", rec.get("licence_status")),
-                    cat.t("field.phase"): cat.term("phase", rec.get("phase")),
-                    cat.t("field.mineral"): rec.get("mineral"),
-                    cat.t("field.registry"): rec.get("registry"),
-                    cat.t("field.status"): cat.t(f"site_state.{state}"),
-                }
+                {**site_facts(rec, cat=cat), cat.t("field.status"): cat.t(f"site_state.{state}")}
             )
             if sid in scorecards:
                 body += f"<a href='{esc(scorecards[sid])}'>{esc(cat.t('map.scorecard_link'))}</a>"

@@ -11,7 +11,7 @@ import pandas as pd
 
 from pipeline.config import Settings
 from pipeline.errors import DataNotFoundError
-from pipeline.report.map import site_states, write_map
+from pipeline.report.map import write_map
 from pipeline.report.scorecard import scorecard_links, write_scorecards
 
 
@@ -98,7 +98,6 @@ def rerender_scorecards(run_dir: Path, *, lang: str) -> Path | None:
         sites=sites,
         flags=flags,
         detections=detections,
-        states=site_states(sites, flags),
         aoi_name=str(summary.get("aoi_name", summary["aoi_id"])),
         lang=lang,
         licences=licences,

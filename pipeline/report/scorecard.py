@@ -20,18 +20,21 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import pandas as pd
 
+from pipeline.comply.flags import SEVERITY_ORDER
 from pipeline.comply.scorecard import licence_history_rows
+from pipeline.report.exports import plain
 from pipeline.report.i18n import Catalogue, catalogue
 from pipeline.report.markup import esc, grid_table, is_blank, page, rows_table
 from pipeline.report.reasons import clause_text, reason_text
 
+INVALID_LICENCE = {"expired", "suspended", "none", "revoked"}
 STATUS_ORDER = ("worsening", "new", "ongoing", "resolved")
 #: rules whose hectares lie inside the site's title; clearing_outside_licence lies outside
 INSIDE_RULES = {"activity_without_valid_licence", "compliant", "turbidity_downstream"}
@@ -60,6 +63,42 @@ def site_slug(site_id: str) -> str:
     ``858075-2001-<6 hex>``)."""
     base = re.sub(r"[^A-Za-z0-9]+", "-", str(site_id)).strip("-")[:60] or "site"
     return f"{base}-{hashlib.sha256(str(site_id).encode()).hexdigest()[:6]}"
+
+
+def site_facts(site: Mapping[str, Any], *, cat: Catalogue) -> dict[str, Any]:
+    """Label -> value of a registered site's identity and licence, as the map's site popup
+    and the scorecard's licence table both show them (registry terms translated)."""
+    sid = site["site_id"]
+    return {
+        cat.t("field.title_id"): sid,
+        cat.t("field.site"): site.get("name") if site.get("name") != sid else None,
+        cat.t("field.operator"): site.get("operator"),
+        cat.t("field.licence"): cat.term("licence_kind", site.get("licence_kind")),
+        cat.t("field.licence_status"): cat.term("licence_status", site.get("licence_status")),
+        cat.t("field.phase"): cat.term("phase", site.get("phase")),
+        cat.t("field.mineral"): site.get("mineral"),
+        cat.t("field.registry"): site.get("registry"),
+    }
+
+
+def site_states(sites: gpd.GeoDataFrame, flags: gpd.GeoDataFrame) -> list[str]:
+    """Per site: ``flagged_<worst severity>``, else ``licence_invalid`` when the title does
+    not allow extraction or the licence is expired/suspended, else ``compliant``."""
+    real = flags[flags["rule_id"] != "compliant"]
+    worst: dict[str, str] = {}
+    for sid, sev in zip(real["site_id"], real["severity"], strict=True):
+        if isinstance(sid, str) and SEVERITY_ORDER.get(sev, 0) > SEVERITY_ORDER.get(worst.get(sid, ""), 0):
+            worst[sid] = sev
+    allows = sites["allows_extraction"] if "allows_extraction" in sites else [True] * len(sites)
+    out = []
+    for sid, ok, status in zip(sites["site_id"], allows, sites["licence_status"], strict=True):
+        if sid in worst:
+            out.append(f"flagged_{worst[sid]}")
+        elif not ok or str(status).lower() in INVALID_LICENCE:
+            out.append("licence_invalid")
+        else:
+            out.append("compliant")
+    return out
 
 
 def scorecard_links(sites: gpd.GeoDataFrame | None, *, prefix: str = "scorecards/") -> dict[str, str]:
@@ -198,23 +237,14 @@ def render_scorecard(
     ``points`` is the site's part of :func:`trend`; ``history`` the site's rows of the licence
     history (:func:`pipeline.licence_history.record_licences`), oldest first.
     """
-    from pipeline.report.exports import _plain
-
     cat = catalogue(lang)
     sid = site["site_id"]
     licence = rows_table(
         {
-            cat.t("field.title_id"): sid,
-            cat.t("field.site"): site.get("name") if site.get("name") != sid else None,
-            cat.t("field.operator"): site.get("operator"),
-            cat.t("field.licence"): cat.term("licence_kind", site.get("licence_kind")),
-            cat.t("field.licence_status"): cat.term("licence_status", site.get("licence_status")),
-            cat.t("field.phase"): cat.term("phase", site.get("phase")),
-            cat.t("field.mineral"): site.get("mineral"),
-            cat.t("field.registry"): site.get("registry"),
-            cat.t("field.valid_from"): _plain(site.get("licence_valid_from")),
-            cat.t("field.valid_to"): _plain(site.get("licence_valid_to")),
-            cat.t("field.last_event"): _plain(site.get("last_event_date")),
+            **site_facts(site, cat=cat),
+            cat.t("field.valid_from"): plain(site.get("licence_valid_from")),
+            cat.t("field.valid_to"): plain(site.get("licence_valid_to")),
+            cat.t("field.last_event"): plain(site.get("last_event_date")),
             cat.t("field.status"): cat.t(f"site_state.{state}"),
         },
         css_class="licence",
@@ -251,7 +281,6 @@ def write_scorecards(
     sites: gpd.GeoDataFrame,
     flags: gpd.GeoDataFrame,
     detections: gpd.GeoDataFrame,
-    states: list[str],
     aoi_name: str,
     lang: str = "en",
     licences: pd.DataFrame | None = None,
@@ -271,7 +300,6 @@ def write_scorecards(
             sites=sites,
             flags=flags,
             detections=detections,
-            states=states,
             aoi_name=aoi_name,
             lang=lang,
             licences=licences,
@@ -302,13 +330,10 @@ def _write_all(
     sites: gpd.GeoDataFrame,
     flags: gpd.GeoDataFrame,
     detections: gpd.GeoDataFrame,
-    states: list[str],
     aoi_name: str,
     lang: str = "en",
     licences: pd.DataFrame | None = None,
 ) -> None:
-    from pipeline.report.exports import _plain
-
     cat = catalogue(lang)
     flag_table = pd.DataFrame(flags.drop(columns="geometry"))
     points = trend(flag_table, pd.DataFrame(detections.drop(columns="geometry")))
@@ -325,8 +350,8 @@ def _write_all(
             history.setdefault(str(raw["site_id"]), []).append({str(k): v for k, v in raw.items()})
     no_points = points.iloc[0:0]
     columns = [*flag_table.columns, "site_operator", "site_phase"]
-    sev = {"high": 3, "medium": 2, "low": 1}
     summary = []
+    states = site_states(sites, flags)
     for site, state in zip(sites.drop(columns="geometry").to_dict("records"), states, strict=True):
         sid = site["site_id"]
         slug = site_slug(sid)
@@ -348,11 +373,11 @@ def _write_all(
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(columns)
         for frec in sflags:
-            row = [*(_plain(frec[c]) for c in flag_table.columns), site.get("operator"), site.get("phase")]
+            row = [*(plain(frec[c]) for c in flag_table.columns), site.get("operator"), site.get("phase")]
             writer.writerow(["" if is_blank(v) else v for v in row])
         _plain_write(target / f"{slug}.csv", buf.getvalue())
         real = [f for f in sflags if f["rule_id"] != "compliant"]
-        worst = max((f["severity"] for f in real), key=lambda s: sev.get(s, 0)) if real else ""
+        worst = max((f["severity"] for f in real), key=lambda s: SEVERITY_ORDER.get(s, 0)) if real else ""
         summary.append(
             {
                 "site_id": sid,

@@ -17,7 +17,6 @@ from pipeline.report.atomic import write_text
 from pipeline.report.delivery import DeliveryReport, deliver
 from pipeline.report.exports import write_impact_csv
 from pipeline.report.index import write_index
-from pipeline.report.map import site_states
 from pipeline.report.scorecard import write_scorecards
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,6 @@ def write_extras(
             sites=sites,
             flags=flags,
             detections=detections,
-            states=site_states(sites, flags),
             aoi_name=aoi.name,
             lang=settings.lang,
             licences=licences,

@@ -11,7 +11,6 @@ import pandas as pd
 from shapely.geometry import box
 
 from pipeline.licence_history import HISTORY_COLUMNS, record_licences
-from pipeline.report.map import site_states
 from pipeline.report.scorecard import site_slug, write_scorecards
 
 
@@ -82,7 +81,6 @@ def test_scorecard_shows_the_history_and_writes_its_csv(tmp_path: Path) -> None:
         sites=sites,
         flags=flags,
         detections=dets,
-        states=site_states(sites, flags),
         aoi_name="A",
         lang="pt",
         licences=hist,

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
-from pipeline.report.map import site_states
 from pipeline.report.scorecard import site_slug, trend, write_scorecards
 
 
@@ -38,7 +37,6 @@ def test_scorecards_html_and_csv(
         sites=sites,
         flags=flags,
         detections=detections,
-        states=site_states(sites, flags),
         aoi_name="Test AOI",
         lang="fr",
     )
