@@ -19,16 +19,11 @@ import xarray as xr
 from scipy import ndimage
 
 from pipeline.comply.impact import ImpactTables, impact_tables
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings, settings_or_default
 from pipeline.detect.landcover import WATER_CLEAR, WATER_TURBID
 from pipeline.detect.rivers import reach_turbidity
 from pipeline.errors import ConfigError, NoDataError
 from pipeline.records import KIND_MINING, WGS84, Aoi
-
-
-def _settings(settings: Settings | None) -> Settings:
-    return settings if settings is not None else load_settings()
-
 
 # ---- turbidity -----------------------------------------------------------------------------
 
@@ -174,7 +169,7 @@ def turbidity_matchups(
     from pipeline.ingest.models import load_turbidity_calibration
     from pipeline.ingest.training import read_turbidity_matchups
 
-    s = _settings(settings)
+    s = settings_or_default(settings)
     csv = (
         Path(path)
         if path is not None
@@ -210,7 +205,7 @@ def load_zones(
     """
     from pipeline.ingest.vectors import read_vector
 
-    s = _settings(settings)
+    s = settings_or_default(settings)
     raw = read_vector(s.sample_data / path if not Path(path).is_absolute() else Path(path))
     for col in (id_column, name_column):
         if col not in raw.columns:
@@ -236,7 +231,7 @@ def aoi_inputs(
     from pipeline.comply.registry import to_mine_sites
     from pipeline.ingest.vectors import format_spec, read_external_detections, read_registry
 
-    s = _settings(settings)
+    s = settings_or_default(settings)
     spec = aoi.inputs.get("detections")
     if not spec:
         raise NoDataError(f"AOI '{aoi.aoi_id}' lists no external detections; use detect_aoi().")

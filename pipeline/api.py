@@ -21,7 +21,7 @@ import geopandas as gpd
 import pandas as pd
 import xarray as xr
 
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings, load_settings, settings_or_default
 from pipeline.errors import ConfigError, NoDataError
 from pipeline.periods import Period, parse_period
 from pipeline.records import KIND_MINING, WGS84, Aoi
@@ -48,10 +48,6 @@ def notebook_settings(**overrides: Any) -> Settings:
     return load_settings(None, cli=cli | overrides)
 
 
-def _settings(settings: Settings | None) -> Settings:
-    return settings if settings is not None else load_settings()
-
-
 def _period(period: Period | str | None) -> Period | None:
     return parse_period(period) if isinstance(period, str) else period
 
@@ -74,7 +70,7 @@ def canonical_cube(
     from pipeline.ingest.training import sensor_bands
     from pipeline.run import open_cube
 
-    cube = open_cube(aoi, settings=_settings(settings), period=_period(period))
+    cube = open_cube(aoi, settings=settings_or_default(settings), period=_period(period))
     rename = {v: k for k, v in sensor_bands("sentinel2").items() if v in cube}
     return cube.rename(rename)
 
@@ -110,7 +106,7 @@ def scene_products(
     from pipeline.detect.scene import scene_products as _products
     from pipeline.ingest.models import load_model, load_turbidity_calibration
 
-    s = _settings(settings)
+    s = settings_or_default(settings)
     model = None
     if s.detect.model_path:
         model, _ = load_model(Path(s.detect.model_path), expected_sha256=s.detect.model_sha256 or None)
@@ -149,7 +145,7 @@ def detect_aoi(
     from pipeline.ingest.scenes import SceneSpec
     from pipeline.run import detect_from_scenes
 
-    s = _settings(settings)
+    s = settings_or_default(settings)
     if detect:
         s = s.with_overrides({"detect": detect})
     root = sample_data_dir(s.sample_data)
@@ -221,7 +217,7 @@ def run_aoi(
     """
     from pipeline.run import run_aoi as _run
 
-    s = _settings(settings)
+    s = settings_or_default(settings)
     return _run(aoi, settings=s, period=_period(period), out_dir=Path(out_dir))
 
 

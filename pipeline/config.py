@@ -343,6 +343,12 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def settings_or_default(settings: Settings | None) -> Settings:
+    """``settings``, or when None those of :func:`load_settings` (environment and
+    ``ASM_CONFIG``): what every analyst function that takes ``settings=None`` uses."""
+    return settings if settings is not None else load_settings()
+
+
 def load_settings(
     path: Path | None = None,
     *,

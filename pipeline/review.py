@@ -17,15 +17,11 @@ import pandas as pd
 from pipeline.audit import LedgerProblem, StateStore
 from pipeline.comply.lifecycle import Suppression
 from pipeline.comply.scorecard import Scorecard, site_scorecards
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings, settings_or_default
 from pipeline.errors import ConfigError, DataNotFoundError
 from pipeline.records import Aoi
 
 STATE_FILE = "asm-monitor.sqlite"
-
-
-def _settings(settings: Settings | None) -> Settings:
-    return settings if settings is not None else load_settings()
 
 
 # ---- flags, scorecards, ledger -------------------------------------------------------------
@@ -59,7 +55,7 @@ def site_scorecard(
     one = sites[sites["site_id"] == site_id]
     if one.empty:
         raise ConfigError(f"No site {site_id!r} in this run. Pick one from run.sites['site_id'].")
-    s = _settings(settings)
+    s = settings_or_default(settings)
     return site_scorecards(
         one,
         detections,

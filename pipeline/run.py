@@ -265,14 +265,27 @@ def make_run_id(aoi: Aoi, period: Period | None, inputs: dict[str, str], setting
     return f"{aoi.aoi_id}-{str(period).replace('/', '_') if period else 'all'}-{stamp}"
 
 
-def run_aoi(aoi: Aoi, *, settings: Settings, period: Period | None, out_dir: Path) -> AoiResult:
-    """Run one AOI end to end and write its outputs under ``out_dir/<aoi_id>/``."""
+def run_aoi(
+    aoi: Aoi,
+    *,
+    settings: Settings,
+    period: Period | None,
+    out_dir: Path,
+    inputs: dict[str, str] | None = None,
+    run_id: str | None = None,
+) -> AoiResult:
+    """Run one AOI end to end and write its outputs under ``out_dir/<aoi_id>/``.
+
+    ``inputs`` (:func:`pipeline.incremental.input_fingerprints`) and ``run_id``
+    (:func:`make_run_id`) are computed when not given; the run loop passes the ones it already
+    has, so the input files are not hashed twice.
+    """
     root = sample_data_dir(settings.sample_data)
     result = AoiResult(aoi_id=aoi.aoi_id)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    inputs = input_fingerprints(aoi, root=root)
-    result.run_id = make_run_id(aoi, period, inputs, settings)
+    inputs = inputs if inputs is not None else input_fingerprints(aoi, root=root)
+    result.run_id = run_id or make_run_id(aoi, period, inputs, settings)
     target = out_dir / aoi.aoi_id
     evidence: dict[str, Any] = {}
     frames = [_empty_detections()]

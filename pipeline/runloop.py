@@ -234,7 +234,14 @@ def _one_aoi(
                 log.info("AOI %s: %s", aoi.aoi_id, plan.reason)
                 res.run_id = aoi_run_id
                 check_worker_paths(client, input_files(plan.aoi, root=root))
-                res = run_one(plan.aoi, settings=settings, period=plan.period, out_dir=out_dir)
+                res = run_one(
+                    plan.aoi,
+                    settings=settings,
+                    period=plan.period,
+                    out_dir=out_dir,
+                    inputs=inputs,
+                    run_id=aoi_run_id,
+                )
                 res.period, res.reason = str(plan.period) if plan.period else "all", plan.reason
     except NoDataError as exc:
         log.warning("AOI %s: no usable data: %s", aoi.aoi_id, exc)

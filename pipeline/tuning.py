@@ -31,7 +31,7 @@ import pandas as pd
 import xarray as xr
 from scipy import ndimage
 
-from pipeline.config import DetectParams, Settings, load_settings
+from pipeline.config import DetectParams, Settings, settings_or_default
 from pipeline.detect.change import STATUS_CONFIRMED, detect_change, remap_classes
 from pipeline.detect.classify import cross_validate_by_polygon
 from pipeline.detect.evaluate import pixel_area_ha
@@ -106,7 +106,7 @@ def sweep_index_rules(
     """
     from pipeline.ingest.training import TrainingDataset, read_labelled_pixels
 
-    s = settings if settings is not None else load_settings()
+    s = settings_or_default(settings)
     unknown = sorted(set(grid) - {f for f in DetectParams.__dataclass_fields__})
     if unknown:
         raise ConfigError(f"Unknown detector settings {unknown}; use DetectParams fields.")
@@ -147,7 +147,7 @@ def sweep_classifier(
     """
     from pipeline.ingest.training import TrainingDataset, class_order, read_labelled_pixels
 
-    s = settings if settings is not None else load_settings()
+    s = settings_or_default(settings)
     ds = TrainingDataset.from_config(dataset, root=s.sample_data)
     pixels, _, _ = read_labelled_pixels(ds)
     rows = []
@@ -183,7 +183,7 @@ def sweep_confirmation(
     """
     from pipeline.ingest.training import map_legend
 
-    s = settings if settings is not None else load_settings()
+    s = settings_or_default(settings)
     root = s.sample_data / folder
     files = [root / pattern.format(year=y) for y in (*years, truth_year)]
     missing = [str(f) for f in files if not f.is_file()]

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.detect.turbidity import fit_turbidity_calibration
-from pipeline.ingest.models import save_turbidity_calibration
-from pipeline.ingest.training import read_turbidity_matchups
-
 
 def _calibrate(args: argparse.Namespace) -> int:
+    from pipeline.detect.turbidity import fit_turbidity_calibration
+    from pipeline.ingest.models import save_turbidity_calibration
+    from pipeline.ingest.training import read_turbidity_matchups
+
     frame, digest = read_turbidity_matchups(args.matchups, target=args.target)
     split = pd.Timestamp(args.train_until)
     train = (frame["date"] <= split).to_numpy()

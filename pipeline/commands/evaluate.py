@@ -10,12 +10,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from pipeline.detect.classify import classify_pixels, predict_labels
-from pipeline.detect.evaluate import accuracy_report, pixel_area_ha, report_markdown
 from pipeline.detect.landcover import CLASS_CODES
 from pipeline.errors import ModelError
-from pipeline.ingest.models import load_model
-from pipeline.ingest.training import TrainingDataset, fingerprint_files, read_labelled_pixels
 
 POLYGON_NOTE = (
     "Reference pixels come from labelled polygons, not from a probability sample of the map, "
@@ -26,6 +22,10 @@ POLYGON_NOTE = (
 
 def _evaluate(args: argparse.Namespace) -> int:
     from pipeline.cli import settings_from_args
+    from pipeline.detect.classify import classify_pixels, predict_labels
+    from pipeline.detect.evaluate import accuracy_report, pixel_area_ha, report_markdown
+    from pipeline.ingest.models import load_model
+    from pipeline.ingest.training import TrainingDataset, fingerprint_files, read_labelled_pixels
 
     settings = settings_from_args(args)
     model, prov = load_model(args.model, expected_sha256=args.sha256)

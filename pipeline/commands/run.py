@@ -104,8 +104,6 @@ def _terminate(signum: int, frame: object) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pipeline.cli import settings_from_args
 
-    if args.all and args.aoi:
-        raise ConfigError("Give either --aoi ID (repeatable) or --all, not both.")
     if not args.all and not args.aoi:
         raise ConfigError("Say which AOIs to run: --aoi ID (repeatable) or --all.")
     settings = settings_from_args(args)

@@ -9,16 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
-from pipeline.detect.classify import (
-    cross_validate_by_polygon,
-    fit_pixel_classifier,
-    predict_labels,
-    split_polygons,
-)
-from pipeline.detect.evaluate import accuracy_report
 from pipeline.detect.features import DEFAULT_FEATURES
-from pipeline.ingest.models import save_model
-from pipeline.ingest.training import TrainingDataset, class_order, fingerprint_files, read_labelled_pixels
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +25,15 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
 
 def _train(args: argparse.Namespace) -> int:
     from pipeline.cli import settings_from_args
+    from pipeline.detect.classify import (
+        cross_validate_by_polygon,
+        fit_pixel_classifier,
+        predict_labels,
+        split_polygons,
+    )
+    from pipeline.detect.evaluate import accuracy_report
+    from pipeline.ingest.models import save_model
+    from pipeline.ingest.training import TrainingDataset, class_order, fingerprint_files, read_labelled_pixels
 
     settings = settings_from_args(args)
     dataset = TrainingDataset.from_config(args.dataset, root=settings.sample_data)
