@@ -12,7 +12,7 @@ import logging
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -107,7 +107,7 @@ def detect_from_scenes(
     """Detect mining and turbid water on the AOI's scenes: the trained pixel classifier when
     ``detect.model_path`` names one (else the index rules), change detection over the dates,
     and calibrated turbidity as evidence."""
-    from pipeline.detect.landcover import CLASS_NAMES, MASKED, NODATA
+    from pipeline.detect.landcover import CLASS_NAMES, VALID_CODES
     from pipeline.detect.scene_blocks import assemble_scene, scene_detections_sparse, scene_pieces
     from pipeline.errors import ModelError
     from pipeline.ingest.models import load_model, load_turbidity_calibration
@@ -135,7 +135,7 @@ def detect_from_scenes(
     del pieces
     counts = rasters.class_counts()
     n_pixels = int(counts.sum())
-    n_valid = n_pixels - int(counts[NODATA]) - int(counts[MASKED])
+    n_valid = int(counts[list(VALID_CODES)].sum())
     if n_valid == 0:
         raise NoDataError(f"AOI '{aoi.aoi_id}': every pixel is nodata or masked. No usable scene.")
     found = scene_detections_sparse(
@@ -164,7 +164,7 @@ def detect_from_scenes(
         "class_fractions": {
             name: float(counts[code] / max(n_valid, 1))
             for code, name in CLASS_NAMES.items()
-            if code not in (NODATA, MASKED)
+            if code in VALID_CODES
         },
         "water_median_fnu": rasters.water_median("turbidity_fnu"),
         "water_median_cal_fnu": rasters.water_median("turbidity_cal_fnu"),
@@ -290,8 +290,8 @@ def run_aoi(
     evidence: dict[str, Any] = {}
     frames = [_empty_detections()]
     attribution: list[str] = []
-    if aoi.inputs.get("scenes"):
-        scenes = [SceneSpec.from_mapping(s, root=root) for s in aoi.inputs["scenes"]]
+    scenes = [SceneSpec.from_mapping(s, root=root) for s in aoi.inputs.get("scenes", [])]
+    if scenes:
         found, evidence = detect_from_scenes(aoi, scenes, settings=settings, period=period)
         frames.append(found)
         attribution.append("Contains modified Copernicus Sentinel-2 data")
@@ -316,7 +316,7 @@ def run_aoi(
         sites, report = to_mine_sites(raw, spec=format_spec("registry", spec["format"]), aois=aoi.to_frame())
         registry_lines = report.lines()
         attribution.append("Mining titles: ANM SIGMINE" if spec["format"] == "sigmine" else "")
-    state_path = settings.state_db if settings.state_db is not None else out_dir / "asm-monitor.sqlite"
+    state_path = replace(settings, out_dir=out_dir).state_path
     licences = (
         record_licences(state_path, aoi_id=aoi.aoi_id, sites=sites, run_id=result.run_id)
         if sites is not None
@@ -338,7 +338,7 @@ def run_aoi(
     result.timings_s["comply"] = round(time.perf_counter() - t1, 3)
 
     t2 = time.perf_counter()
-    chips = _flag_chips(aoi, flags, settings=settings, period=period, root=root)
+    chips = _flag_chips(aoi, flags, settings=settings, period=period, scenes=scenes)
     stage = staging_dir(out_dir, aoi.aoi_id, result.run_id)
     try:
         result = write_outputs(
@@ -374,7 +374,12 @@ def run_aoi(
 
 
 def _flag_chips(
-    aoi: Aoi, flags: gpd.GeoDataFrame, *, settings: Settings, period: Period | None, root: Path
+    aoi: Aoi,
+    flags: gpd.GeoDataFrame,
+    *,
+    settings: Settings,
+    period: Period | None,
+    scenes: Sequence[SceneSpec],
 ) -> dict[str, list[tuple[str, str, str]]]:
     """Before/after RGB chips (first and last scene of the period) for the largest flags of
     an imagery AOI, as PNG data URIs; empty when the AOI has no imagery or no flag."""
@@ -382,10 +387,9 @@ def _flag_chips(
     from pipeline.report.chips import chip_data_uri, pair_scale
 
     real = reportable_flags(flags)
-    if real.empty or not aoi.inputs.get("scenes"):
+    if real.empty or not scenes:
         return {}
     real = real.sort_values("area_ha", ascending=False).head(CHIP_FLAGS_MAX)
-    scenes = [SceneSpec.from_mapping(s, root=root) for s in aoi.inputs["scenes"]]
     cube = LocalFolderSource(scenes).load(aoi, period, bands=RGB, chunks=settings.detect.chunk_px)
     windows = flag_windows(cube, real)
     last = cube.sizes["time"] - 1

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from pipeline.detect.indices import _nd
+from pipeline.detect.indices import _bsi, _nd
 from pipeline.errors import ConfigError
 
 BANDS = ("blue", "green", "red", "nir", "swir1", "swir2")
@@ -49,7 +49,7 @@ def required_bands(features: Sequence[str]) -> tuple[str, ...]:
 
 def _index(name: str, b: Mapping[str, np.ndarray]) -> np.ndarray:
     if name == "bsi":
-        return _nd(b["swir1"] + b["red"], b["nir"] + b["blue"])
+        return _bsi(b["blue"], b["red"], b["nir"], b["swir1"])
     first, second = INDEX_BANDS[name]
     return _nd(b[first], b[second])
 

@@ -32,6 +32,25 @@ from pipeline.records import KIND_MINING, KIND_TURBIDITY, PROBABLE, WGS84
 CANONICAL = ("blue", "green", "red", "nir", "swir1")
 
 
+def detection_cube(cube: xr.Dataset) -> xr.Dataset:
+    """``cube`` checked for the canonical bands, with a ``time`` axis (one undated step when
+    it had none): what both detection paths start from.
+
+    Raises
+    ------
+    RasterError
+        A canonical band is missing.
+    """
+    missing = [b for b in CANONICAL if b not in cube]
+    if missing:
+        raise RasterError(
+            f"Detection needs bands {list(CANONICAL)}; missing {missing}. Map them in classes.toml."
+        )
+    if "time" not in cube.dims:
+        cube = cube.expand_dims(time=[np.datetime64("NaT", "ns")])
+    return cube
+
+
 def scene_products(
     cube: xr.Dataset,
     *,
@@ -61,13 +80,7 @@ def scene_products(
         (bool), ``first_seen`` / ``last_seen`` (datetime64[ns]), and with two or more
         dates ``ndvi_before`` / ``ndvi_after`` (baseline / later medians).
     """
-    missing = [b for b in CANONICAL if b not in cube]
-    if missing:
-        raise RasterError(
-            f"Detection needs bands {list(CANONICAL)}; missing {missing}. Map them in classes.toml."
-        )
-    if "time" not in cube.dims:
-        cube = cube.expand_dims(time=[np.datetime64("NaT", "ns")])
+    cube = detection_cube(cube)
     v = ndvi(cube["nir"], cube["red"])
     w = mndwi(cube["green"], cube["swir1"])
     s = bsi(cube["blue"], cube["red"], cube["nir"], cube["swir1"])

@@ -31,9 +31,8 @@ from pipeline.detect.classify import PixelClassifier, _classify_block
 from pipeline.detect.indices import _bsi, _nd
 from pipeline.detect.landcover import BARE, WATER_CLEAR, WATER_TURBID, _classify
 from pipeline.detect.pieces import Assembled, assemble_pieces, gather_pieces, make_piece, vectorize_labelled
-from pipeline.detect.scene import CANONICAL, combine_detections, scene_products
+from pipeline.detect.scene import CANONICAL, combine_detections, detection_cube, scene_products
 from pipeline.detect.turbidity import TurbidityCalibration, _calibrated_block, _dogliotti
-from pipeline.errors import RasterError
 from pipeline.records import CONFIRMED, KIND_MINING, PROBABLE
 
 #: Bits of the packed code raster (the low 3 bits hold the landcover code, 0..7).
@@ -150,13 +149,7 @@ def scene_pieces(
     numpy or dask array of dtype object
         One piece per ``(y, x)`` chunk; ``dask.compute`` it, then :func:`assemble_scene`.
     """
-    missing = [b for b in CANONICAL if b not in cube]
-    if missing:
-        raise RasterError(
-            f"Detection needs bands {list(CANONICAL)}; missing {missing}. Map them in classes.toml."
-        )
-    if "time" not in cube.dims:
-        cube = cube.expand_dims(time=[np.datetime64("NaT", "ns")])
+    cube = detection_cube(cube)
     if cube.sizes["time"] > 1:
         products = scene_products(cube, params=params, model=model, calibration=calibration)
         packed = xr.apply_ufunc(

@@ -110,12 +110,12 @@ class FileRead:
     resampling: str = "nearest"
 
 
-def on_same_grid(src: rasterio.DatasetReader, grid: GridSpec) -> tuple[int, int] | None:
-    """(col, row) offset of ``grid`` inside ``src`` when they share CRS, resolution and pixel
-    edges (within 1 % of a pixel), else None."""
-    if src.crs is None or CRS.from_user_input(src.crs) != grid.crs:
+def on_same_grid(crs: Any, transform: Affine, grid: GridSpec) -> tuple[int, int] | None:
+    """(col, row) offset of ``grid`` inside a file of ``crs`` and ``transform`` (from its
+    header) when they share CRS, resolution and pixel edges (within 1 % of a pixel), else None."""
+    if crs is None or CRS.from_user_input(crs) != grid.crs:
         return None
-    st, gt = src.transform, grid.transform
+    st, gt = transform, grid.transform
     if st.b != 0 or st.d != 0 or not np.allclose([st.a, st.e], [gt.a, gt.e], rtol=1e-6):
         return None
     col = (gt.c - st.c) / st.a

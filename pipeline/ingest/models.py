@@ -27,30 +27,18 @@ import skops.io as sio
 from pipeline.detect.classify import PixelClassifier
 from pipeline.detect.turbidity import TurbidityCalibration
 from pipeline.errors import DataNotFoundError, ModelError
+from pipeline.report.atomic import write_with
 
 log = logging.getLogger(__name__)
 
 
 def _write_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
+    return write_with(path, lambda tmp: tmp.write_bytes(data))
 
 
 ARTEFACT_FORMAT = "asm-monitor-pixel-classifier/1"
 #: Types skops may rebuild beyond its own safe defaults; anything else is refused.
 ALLOWED_TYPES = frozenset({"sklearn.tree._tree.Tree", "sklearn.tree._classes.DecisionTreeClassifier"})
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _canonical(provenance: dict[str, Any]) -> str:

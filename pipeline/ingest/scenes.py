@@ -59,6 +59,11 @@ class SceneSpec:
     offset: float | None = None
     """Per-scene offset (L2A baseline >= 04.00 carries BOA_ADD_OFFSET -0.1); None = file's."""
 
+    @property
+    def files(self) -> set[Path]:
+        """Every file of the scene (the multi-band file and the per-band / mask files)."""
+        return {p for p in [self.path, *self.band_paths.values()] if p is not None}
+
     @classmethod
     def from_mapping(cls, entry: Mapping[str, Any], *, root: Path) -> SceneSpec:
         """Build from an AOI ``inputs.scenes`` entry or a JSON index; paths relative to ``root``."""
@@ -162,6 +167,11 @@ def aoi_grid(aoi: Aoi, *, resolution: float, anchor: tuple[float, float] = (0.0,
     )
 
 
+def _header_key(spec: SceneSpec, path: Path) -> tuple[Path, tuple[str, ...]]:
+    """A file and the band names the scene gives it: what one header read depends on."""
+    return path, spec.band_names if path == spec.path else ()
+
+
 def _choose_grid(aoi: Aoi, headers: Sequence[_Opened], resolution: float | None) -> GridSpec:
     crs = utm_crs_for(aoi.geometry)
     native = [h for h in headers if h.crs is not None and rasterio.crs.CRS.from_user_input(h.crs) == crs]
@@ -210,10 +220,9 @@ def _file_reads(
         idx = tuple(i for _, i in wanted)
         names = tuple(b for b, _ in wanted)
 
-        scale = tuple(_scale_offset(spec, head, b, i)[0] for b, i in wanted)
-        offset = tuple(_scale_offset(spec, head, b, i)[1] for b, i in wanted)
-        with rasterio.open(path) as src:
-            direct = on_same_grid(src, grid)
+        pairs = [_scale_offset(spec, head, b, i) for b, i in wanted]
+        scale, offset = tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+        direct = on_same_grid(head.crs, head.transform, grid)
         read = FileRead(
             path=str(path), indexes=idx, scale=scale, offset=offset, nodata=head.nodata, direct=direct
         )
@@ -222,7 +231,7 @@ def _file_reads(
 
 
 def _check_scene(spec: SceneSpec, headers: Mapping[Path, _Opened], grid: GridSpec, aoi: Aoi) -> None:
-    for path in {p for p in [spec.path, *spec.band_paths.values()] if p is not None}:
+    for path in spec.files:
         head = headers[path]
         if head.crs is None:
             raise RasterError(
@@ -246,8 +255,12 @@ def open_scene(
     grid: GridSpec | None = None,
     resolution: float | None = None,
     chunks: int = 512,
+    headers: Mapping[tuple[Path, tuple[str, ...]], _Opened] | None = None,
 ) -> xr.Dataset:
     """Open one scene lazily on the AOI's UTM grid (or ``grid``).
+
+    ``headers`` are file headers the caller already read, keyed by :func:`_header_key`
+    (the others are read here).
 
     Returns
     -------
@@ -263,16 +276,19 @@ def open_scene(
     NoDataError
         The scene does not overlap the AOI.
     """
-    files = {p for p in [spec.path, *spec.band_paths.values()] if p is not None}
-    headers = {p: _inspect(p, names=spec.band_names if p == spec.path else ()) for p in files}
+    known = headers or {}
+    heads = {}
+    for p in spec.files:
+        key = _header_key(spec, p)
+        heads[p] = known[key] if key in known else _inspect(p, names=key[1])
     if grid is None:
-        grid = _choose_grid(aoi, list(headers.values()), resolution)
-    _check_scene(spec, headers, grid, aoi)
+        grid = _choose_grid(aoi, list(heads.values()), resolution)
+    _check_scene(spec, heads, grid, aoi)
     ys, xs = grid.coords()
     data: dict[str, xr.DataArray] = {}
     scales: dict[str, float] = {}
     offsets: dict[str, float] = {}
-    for read, names, block in _file_reads(spec, bands, headers, grid):
+    for read, names, block in _file_reads(spec, bands, heads, grid):
         arr = lazy_read(read, grid, chunks=chunks, block=block)
         for i, name in enumerate(names):
             scales[name], offsets[name] = read.scale[i], read.offset[i]
@@ -383,19 +399,22 @@ class LocalFolderSource:
                 f"No scene of AOI '{aoi.aoi_id}' falls in period {period} ({len(self.scenes)} indexed). "
                 "Choose another period or add scenes."
             )
-        headers = []
+        # each header is read once; a file that fails is read again (and fails) in open_scene,
+        # which skips or raises for its scene
+        headers: dict[tuple[Path, tuple[str, ...]], _Opened] = {}
         for s in chosen:
-            for p in {p for p in [s.path, *s.band_paths.values()] if p is not None}:
+            for p in s.files:
+                key = _header_key(s, p)
                 try:
-                    headers.append(_inspect(p, names=s.band_names if p == s.path else ()))
+                    headers[key] = _inspect(p, names=key[1])
                 except PipelineError:
                     if self.on_error == "raise":
                         raise
-        grid = _choose_grid(aoi, headers, resolution)
+        grid = _choose_grid(aoi, list(headers.values()), resolution)
         parts, skipped = [], []
         for spec in chosen:
             try:
-                parts.append(open_scene(spec, aoi, bands=bands, grid=grid, chunks=chunks))
+                parts.append(open_scene(spec, aoi, bands=bands, grid=grid, chunks=chunks, headers=headers))
             except PipelineError as exc:
                 if self.on_error == "raise":
                     raise

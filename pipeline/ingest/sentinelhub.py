@@ -153,9 +153,15 @@ def translate_error(exc: BaseException, *, what: str, url: str) -> RemoteService
     )
 
 
-def _evalscript(bands: Sequence[str], *, l2a: bool) -> str:
-    """Evalscript v3: the bands as reflectance x 10000 and the masks as DN, all uint16."""
-    extra = ["SCL", "dataMask"] if l2a else ["dataMask"]
+def mask_bands(collection: str) -> tuple[str, ...]:
+    """The mask bands requested after the spectral ones: the evalscript's output order and the
+    band names of the files it returns must agree, so both come from here."""
+    return ("SCL", "dataMask") if collection == "sentinel-2-l2a" else ("dataMask",)
+
+
+def _evalscript(bands: Sequence[str], *, extra: Sequence[str]) -> str:
+    """Evalscript v3: the bands as reflectance x 10000 and the masks (``extra``) as DN, all
+    uint16."""
     inputs = [{"bands": [*bands, *extra], "units": ["REFLECTANCE"] * len(bands) + ["DN"] * len(extra)}]
     setup = {"input": inputs, "output": {"bands": len(bands) + len(extra), "sampleType": "UINT16"}}
     values = ", ".join([*(f"10000 * s.{b}" for b in bands), *(f"s.{b}" for b in extra)])
@@ -288,7 +294,7 @@ class SentinelHubSource:
     def _requests(
         self, day: datetime, tiles: Sequence[GridSpec], bands: Sequence[str], cfg: SHConfig
     ) -> list[SentinelHubRequest]:
-        script = _evalscript(bands, l2a=self.params.sh_collection == "sentinel-2-l2a")
+        script = _evalscript(bands, extra=mask_bands(self.params.sh_collection))
         return [
             SentinelHubRequest(
                 evalscript=script,
@@ -372,7 +378,7 @@ class SentinelHubSource:
                 f"{period}. Widen the period."
             )
         tiles = self.tiles(grid)
-        extra = ["SCL", "dataMask"] if self.params.sh_collection == "sentinel-2-l2a" else ["dataMask"]
+        extra = mask_bands(self.params.sh_collection)
         parts = []
         for day in days:
             start = datetime.combine(day, datetime.min.time())
