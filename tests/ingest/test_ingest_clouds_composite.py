@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -148,18 +149,13 @@ def test_quarterly_composite_of_the_real_68_dates_matches_numpy(sample_data: Pat
         sel = np.asarray(quarters == q)
         masked = np.where(cloud[sel] == 0, ndvi[sel], np.nan)
         count = (cloud[sel] == 0).sum(axis=0)
-        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning) if (count == 0).any() else _nullctx():
+        with (
+            np.errstate(all="ignore"),
+            pytest.warns(RuntimeWarning) if (count == 0).any() else contextlib.nullcontext(),
+        ):
             med = np.nanmedian(masked, axis=0)
             p25 = np.nanpercentile(masked, 25, axis=0)
         np.testing.assert_array_equal(out["count"].values[i], count)
         np.testing.assert_allclose(out["median"].values[i], med, rtol=1e-6, equal_nan=True)
         np.testing.assert_allclose(out["p25"].values[i], p25, rtol=1e-5, atol=1e-6, equal_nan=True)
     assert out["count"].dtype == np.int16 and int(out["count"].sum()) == int((cloud == 0).sum())
-
-
-class _nullctx:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: object) -> None:
-        return None

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+from ops.opshelp import run_cli
 
 from pipeline.cli import main
 from pipeline.detect.classify import fit_pixel_classifier
@@ -25,18 +25,6 @@ from pipeline.ingest.models import save_model
 from pipeline.ingest.training import class_order
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASM_")}
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=120,
-    )
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -89,7 +77,7 @@ def disk_full(
         out = disk / "out"
         base = ["--sample-data", str(sample_data), "--aoi-dir", str(aois), "run", "--aoi", "amapa-gold",
                 "--out", str(out), "--state-db", str(root / "state.sqlite"), "--scheduler", "threads"]  # fmt: skip
-        first = _cli(*base, "--period", "2024")
+        first = run_cli([*base, "--period", "2024"])
         assert first.returncode == 0, first.stdout + first.stderr
         before = _files(out)
         filler = disk / "filler"
@@ -97,7 +85,7 @@ def disk_full(
         with open(filler, "wb") as fh:
             fh.write(b"\0" * (free - 700 * 1024))
         argv = [*base, "--period", "2023"]
-        failed = _cli(*argv)
+        failed = run_cli(list(argv))
         yield DiskFull(disk, out, before, failed, argv, filler)
     finally:
         subprocess.run(["umount", "-l", str(disk)])
@@ -128,7 +116,7 @@ def test_disk_full_keeps_the_previous_outputs_as_a_consistent_set(disk_full: Dis
 
 def test_after_freeing_space_the_same_command_completes(disk_full: DiskFull) -> None:
     disk_full.filler.unlink()
-    res = _cli(*disk_full.argv)
+    res = run_cli(list(disk_full.argv))
     assert res.returncode == 0, res.stdout + res.stderr
     _whole(disk_full.out)
     run = json.loads((disk_full.out / "amapa-gold" / "run.json").read_text())

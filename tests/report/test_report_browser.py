@@ -81,6 +81,8 @@ def test_synthetic_map_with_hostile_names_runs_no_script(
         flags=flags,
         sites=sites,
         title="<img src=x onerror=alert(7)>",
+        # a payload that leaves a trace instead of a dialog: checked through window.__pwned
+        attribution='<img src=x onerror="window.__pwned=1">',
         lang="pt",
         scorecards=scorecard_links(sites),
     )
