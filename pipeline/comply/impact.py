@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import geopandas as gpd
 import pandas as pd
@@ -128,6 +129,7 @@ def impact_tables(
     )
     periods = list(ends.index)
     site_m = sites.to_crs(crs) if sites is not None else None
+    titles = _Titles(site_m) if site_m is not None else None
     order = (
         list(phase_order)
         if phase_order is not None
@@ -166,24 +168,42 @@ def impact_tables(
             }
             cumulative = _ha(counted) if label == TOTAL else cumulative + _ha(new)
             row["cumulative_ha"] = cumulative
-            if site_m is not None:
-                row |= _title_split(new, site_m, on=end)
+            if titles is not None:
+                row |= _title_split(new, titles, on=end)
                 phases += [
                     {"aoi_id": aoi.aoi_id, "zone_id": zone_id, "period": label} | p
-                    for p in _by_phase(new, site_m, order=order)
+                    for p in _by_phase(new, titles, order=order)
                 ]
             summary.append(row)
     out = pd.DataFrame(summary).reindex(columns=SUMMARY_COLUMNS)
     return ImpactTables(summary=out, by_phase=pd.DataFrame(phases).reindex(columns=PHASE_COLUMNS))
 
 
-def _title_split(new: BaseGeometry | None, sites: gpd.GeoDataFrame, *, on: object) -> dict[str, float]:
+class _Titles:
+    """The sites' dissolved outlines, each built once per table (every zone and period
+    measures against the same ones): all titles, titles per phase, extraction titles per day."""
+
+    def __init__(self, sites: gpd.GeoDataFrame) -> None:
+        self.sites = sites
+        self.all = _union(sites)
+        self._phase: dict[str, BaseGeometry | None] = {}
+        self._good: dict[date | None, BaseGeometry | None] = {}
+
+    def phase(self, phase: str) -> BaseGeometry | None:
+        if phase not in self._phase:
+            self._phase[phase] = _union(self.sites[self.sites["phase"] == phase])
+        return self._phase[phase]
+
+    def extraction(self, day: date | None) -> BaseGeometry | None:
+        if day not in self._good:
+            self._good[day] = _union(self.sites[extraction_allowed(self.sites, on=day)])
+        return self._good[day]
+
+
+def _title_split(new: BaseGeometry | None, titles: _Titles, *, on: object) -> dict[str, float]:
     day = pd.Timestamp(str(on)).date() if on is not None and str(on) not in {"NaT", "nan", "None"} else None
-    ok = extraction_allowed(sites, on=day)
-    titles = _union(sites)
-    good = _union(sites[ok])
-    in_titles = _ha(_inter(new, titles))
-    in_good = _ha(_inter(new, good))
+    in_titles = _ha(_inter(new, titles.all))
+    in_good = _ha(_inter(new, titles.extraction(day)))
     return {
         "in_titles_ha": in_titles,
         "in_extraction_titles_ha": in_good,
@@ -192,18 +212,16 @@ def _title_split(new: BaseGeometry | None, sites: gpd.GeoDataFrame, *, on: objec
     }
 
 
-def _by_phase(
-    new: BaseGeometry | None, sites: gpd.GeoDataFrame, *, order: Sequence[str]
-) -> list[dict[str, object]]:
+def _by_phase(new: BaseGeometry | None, unions: _Titles, *, order: Sequence[str]) -> list[dict[str, object]]:
     if new is None or new.is_empty:
         return []
     out = []
     left: BaseGeometry = new
     for phase in order:
-        titles = sites[sites["phase"] == phase]
+        titles = unions.sites[unions.sites["phase"] == phase]
         if titles.empty or left.is_empty:
             continue
-        piece = _inter(left, _union(titles))
+        piece = _inter(left, unions.phase(phase))
         ha = _ha(piece)
         if ha > 0:
             out.append(

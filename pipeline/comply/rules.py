@@ -292,28 +292,62 @@ def activity_without_valid_licence(
     return _aggregate(inside, rule_id="activity_without_valid_licence", by="site_id")
 
 
-def _outside_titles(
-    detections: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, params: ComplyParams, near: bool
-) -> gpd.GeoDataFrame:
-    """Disjoint parts of mining outside every title, split at ``near_site_m`` (m) from the
-    titles that allow extraction: the near side (``near=True``, with ``site_id`` of the
-    nearest such title) or the far side."""
-    if detections.empty:
-        return _components(detections).assign(site_id=pd.Series(dtype=object))
+@dataclass(frozen=True)
+class _Outside:
+    """Mining outside every title, and the ``near_site_m`` zone around the titles that allow
+    extraction: what both outside-title rules split (computed once for both)."""
+
+    pieces: gpd.GeoDataFrame
+    licensed: gpd.GeoDataFrame
+    zone: object
+
+
+def _outside(detections: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, params: ComplyParams) -> _Outside:
     all_titles = sites.geometry.union_all() if len(sites) else None
     outside = _clip(detections, all_titles, keep=False) if all_titles is not None else detections
     licensed = sites[extraction_allowed(sites, on=as_of(detections))]
     zone = licensed.geometry.union_all().buffer(params.near_site_m) if len(licensed) else None
-    comps = _components(_clip(outside, zone, keep=near))
+    return _Outside(outside, licensed, zone)
+
+
+def _outside_titles(detections: gpd.GeoDataFrame, split: _Outside | None, *, near: bool) -> gpd.GeoDataFrame:
+    """Disjoint parts of mining outside every title, split at ``near_site_m`` (m) from the
+    titles that allow extraction: the near side (``near=True``, with ``site_id`` of the
+    nearest such title) or the far side. ``split`` is None when there is no mining."""
+    if split is None:
+        return _components(detections).assign(site_id=pd.Series(dtype=object))
+    comps = _components(_clip(split.pieces, split.zone, keep=near))
     if not near or comps.empty:
         return comps.assign(site_id=None)
     first = comps.drop_duplicates("part")[["part", "geometry"]].reset_index(drop=True)
     joined = gpd.sjoin_nearest(
-        first, licensed[["site_id", "geometry"]].reset_index(drop=True), how="left", distance_col="distance_m"
+        first,
+        split.licensed[["site_id", "geometry"]].reset_index(drop=True),
+        how="left",
+        distance_col="distance_m",
     )
     # ties: the lowest site id, so the attribution does not depend on row order
     joined = joined.sort_values(["part", "distance_m", "site_id"]).drop_duplicates("part")
     return comps.assign(site_id=comps["part"].map(joined.set_index("part")["site_id"]))
+
+
+def _split_or_none(
+    detections: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, params: ComplyParams
+) -> _Outside | None:
+    return None if detections.empty else _outside(detections, sites, params=params)
+
+
+def _clearing(detections: gpd.GeoDataFrame, split: _Outside | None) -> gpd.GeoDataFrame:
+    parts = _outside_titles(detections, split, near=True)
+    return _aggregate(parts, rule_id="clearing_outside_licence", by="site_id")
+
+
+def _unregistered(
+    detections: gpd.GeoDataFrame, split: _Outside | None, *, params: ComplyParams
+) -> gpd.GeoDataFrame:
+    parts = _outside_titles(detections, split, near=False)
+    far = _part_cells(parts, cell_deg=params.footprint_cell_deg)
+    return _aggregate(far, rule_id="unregistered_mining", by="cell")
 
 
 def clearing_outside_licence(
@@ -326,8 +360,7 @@ def clearing_outside_licence(
     CRAFT module 3 and the Forest Smart Mining principle of a footprint limited to the
     licensed area. Mining that straddles the ``near_site_m`` line is split at it.
     """
-    parts = _outside_titles(detections, sites, params=params, near=True)
-    return _aggregate(parts, rule_id="clearing_outside_licence", by="site_id")
+    return _clearing(detections, _split_or_none(detections, sites, params=params))
 
 
 def unregistered_mining(
@@ -339,19 +372,19 @@ def unregistered_mining(
     Rule ``unregistered_mining`` v1. Supports OECD DDG Annex II (informal extraction, conflict
     financing risk) and CRAFT modules 1 and 3.
     """
-    parts = _outside_titles(detections, sites, params=params, near=False)
-    far = _part_cells(parts, cell_deg=params.footprint_cell_deg)
-    return _aggregate(far, rule_id="unregistered_mining", by="cell")
+    return _unregistered(detections, _split_or_none(detections, sites, params=params), params=params)
 
 
 def registry_rules(
     detections: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, *, params: ComplyParams
 ) -> list[gpd.GeoDataFrame]:
-    """The three registry rules, in the metric CRS of the inputs."""
+    """The three registry rules, in the metric CRS of the inputs (the outside-title split
+    shared by the last two)."""
+    split = _split_or_none(detections, sites, params=params)
     return [
         activity_without_valid_licence(detections, sites, params=params),
-        clearing_outside_licence(detections, sites, params=params),
-        unregistered_mining(detections, sites, params=params),
+        _clearing(detections, split),
+        _unregistered(detections, split, params=params),
     ]
 
 
