@@ -19,8 +19,8 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 from shapely.geometry import box
 
-from pipeline.config import Settings, load_settings
-from pipeline.records import Aoi
+from pipeline.core.config import Settings, load_settings
+from pipeline.core.records import Aoi
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"

@@ -4,7 +4,7 @@ Writes a 10980 x 10980 px, 10 m scene (five bands: the detector also needs B11; 
 512 x 512, DEFLATE) into a temp folder, then in this one process:
 
 1. read-only: the AOI's lazy cube, every band read, scaled and summed (the floor any run pays);
-2. the whole run: ``pipeline.run.run`` on one AOI covering the tile (ingest, indices,
+2. the whole run: ``pipeline.ops.run.run`` on one AOI covering the tile (ingest, indices,
    classification, vectorisation, compliance, exports, map, alerts, ledger).
 
 Prints wall time, Mpx/s, peak RSS (this process and children, sampled every 0.2 s) and
@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BANDS, PIXEL_M, Timer, aoi_over, append_results, cpu_seconds, settings_for, write_scene
 
-from pipeline.cluster import PeakMemory, dask_client
-from pipeline.run import open_cube, run
+from pipeline.ops.cluster import PeakMemory, dask_client
+from pipeline.ops.run import open_cube, run
 
 # Block-wise detection keeps a uint8 code raster, its int32 labels and the values inside the
 # masks (~0.01 GiB per Mpx measured at 10980 px; was 0.09 when every product was computed).

@@ -1,7 +1,7 @@
 """(c) Growth: one AOI of 1, 4 and 16 sub-tiles; time per Mpx should stay flat. (d) km^2 per CPU-hour.
 
 Sub-tiles are 1024 x 1024 px (10.5 km^2) of a synthetic 4096 x 4096 px scene; each AOI is a
-square of 1, 2 x 2 or 4 x 4 of them, run with ``pipeline.run.run`` on the in-process
+square of 1, 2 x 2 or 4 x 4 of them, run with ``pipeline.ops.run.run`` on the in-process
 threaded scheduler (the machine's cores).
 
 Usage: ``python benchmarks/growth_bench.py [SUBTILE_PX] [--scheduler threads|local]``.
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import PIXEL_M, Timer, aoi_over, append_results, cpu_seconds, settings_for, write_scene
 
-from pipeline.run import run
+from pipeline.ops.run import run
 
 
 def main() -> int:

@@ -92,9 +92,9 @@ def phase(name: str, path: Path) -> dict[str, float]:
         import geopandas as gpd
         from shapely.geometry import box
 
+        from pipeline.core.records import Aoi
         from pipeline.ingest.index import index_folder
         from pipeline.ingest.scenes import LocalFolderSource
-        from pipeline.records import Aoi
 
         with rasterio.open(path) as src:
             b = src.bounds

@@ -1,7 +1,7 @@
 """(b) Scaling: the same 4 AOIs on a LocalCluster of 1 and of 2 single-threaded worker processes.
 
 Four AOIs, one per quadrant of a synthetic 4096 x 4096 px scene (4.2 Mpx each), run with
-``pipeline.run.run`` (the nightly path: ledger, lock, one cluster for all AOIs). Prints
+``pipeline.ops.run.run`` (the nightly path: ledger, lock, one cluster for all AOIs). Prints
 wall time with and without the cluster's start-up, and the speed-up. Target >= 1.7x.
 
 Usage: ``python benchmarks/scaling_bench.py [SIZE_PX]`` (scene edge, default 4096).
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import PIXEL_M, Timer, aoi_over, append_results, cpu_seconds, settings_for, write_scene
 
-from pipeline.run import run
+from pipeline.ops.run import run
 
 
 def main() -> int:

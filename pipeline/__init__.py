@@ -10,30 +10,30 @@ The public API for notebooks::
     run = pipeline.open_run("out/amapa-gold")                   # a run's tables
 
 The analyst functions (detect_aoi, run_aoi, impact, suppress, ledger, ...) live in
-:mod:`pipeline.api` (with :mod:`pipeline.review` and :mod:`pipeline.analysis`) and the
-threshold sweeps in :mod:`pipeline.tuning`; all are importable from here lazily, so
+:mod:`pipeline.analyst.api` (with :mod:`pipeline.analyst.review` and :mod:`pipeline.analyst.analysis`) and the
+threshold sweeps in :mod:`pipeline.analyst.tuning`; all are importable from here lazily, so
 ``import pipeline`` stays light for the CLI.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pipeline.core.version import __version__
 
 if TYPE_CHECKING:
     import geopandas as gpd
     import xarray as xr
 
-    from pipeline.config import Settings
-    from pipeline.records import Aoi
+    from pipeline.core.config import Settings
+    from pipeline.core.records import Aoi
 
 
 def load_settings(path: str | Path | None = None, **cli: Any) -> Settings:
     """Settings from defaults < config file < ``ASM_*`` env < keyword overrides."""
-    from pipeline.config import load_settings as _load
+    from pipeline.core.config import load_settings as _load
 
     return _load(Path(path) if path else None, cli=cli)
 
@@ -48,7 +48,7 @@ def load_aoi(path: str | Path, *, settings: Settings | None = None, repair: bool
 
 def open_cube(aoi: Aoi, *, settings: Settings | None = None) -> xr.Dataset:
     """Lazy reflectance cube of an imagery AOI, dims ``("time", "y", "x")`` per band."""
-    from pipeline.run import open_cube as _open
+    from pipeline.ops.run import open_cube as _open
 
     return _open(aoi, settings=settings or load_settings())
 
@@ -66,7 +66,7 @@ def open_run(path: str | Path) -> RunOutputs:
 
     import geopandas as gpd
 
-    from pipeline.errors import DataNotFoundError
+    from pipeline.core.errors import DataNotFoundError
 
     folder = Path(path)
     if not (folder / "run.json").is_file():
@@ -118,13 +118,13 @@ _TUNING = ("sweep_classifier", "sweep_confirmation", "sweep_index_rules")
 
 
 def __getattr__(name: str) -> Any:
-    # lazy: pipeline.api pulls in geopandas, dask and scikit-learn
+    # lazy: pipeline.analyst.api pulls in geopandas, dask and scikit-learn
     if name in _API:
-        from pipeline import api
+        from pipeline.analyst import api
 
         return getattr(api, name)
     if name in _TUNING:
-        from pipeline import tuning
+        from pipeline.analyst import tuning
 
         return getattr(tuning, name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.errors import AoiError
+from pipeline.core.errors import AoiError
 from pipeline.ingest.aoi import list_aoi_files, load_aoi
 
 SQUARE = [[[-56.0, -6.0], [-55.9, -6.0], [-55.9, -5.9], [-56.0, -5.9], [-56.0, -6.0]]]

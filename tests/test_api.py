@@ -1,4 +1,4 @@
-"""The analyst API's own arithmetic (pipeline.api, pipeline.tuning), against independent
+"""The analyst API's own arithmetic (pipeline.analyst.api, pipeline.analyst.tuning), against independent
 computations; the notebooks exercise the wrappers end to end (tests/test_notebooks.py)."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from affine import Affine
 from shapely.geometry import Point
 
 import pipeline
-from pipeline.analysis import _profile
+from pipeline.analyst.analysis import _profile
+from pipeline.analyst.tuning import _scores, drop_small_patches
+from pipeline.core.errors import ConfigError, DataNotFoundError
 from pipeline.detect.rivers import reach_turbidity
-from pipeline.errors import ConfigError, DataNotFoundError
-from pipeline.tuning import _scores, drop_small_patches
 
 
 def test_lazy_api_attributes_resolve_and_unknown_ones_fail() -> None:

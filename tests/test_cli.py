@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pipeline.cli import build_parser, main
+from pipeline.cli.main import build_parser, main
 
 
 def _subcommands() -> list[list[str]]:
@@ -31,7 +31,7 @@ def test_every_subcommand_explains_itself(argv: list[str], capsys: pytest.Captur
 
 def test_console_script_help_runs() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "pipeline.cli.main", "--help"], capture_output=True, text=True, check=True
     ).stdout
     for cmd in ("run", "demo", "aoi", "sites"):
         assert cmd in out

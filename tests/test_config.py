@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import Secret, load_settings
-from pipeline.errors import ConfigError
+from pipeline.core.config import Secret, load_settings
+from pipeline.core.errors import ConfigError
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import rasterio
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 
 EXTRACTION_PHASES = {"CONCESSÃO DE LAVRA", "LAVRA GARIMPEIRA", "LICENCIAMENTO", "REGISTRO DE EXTRAÇÃO"}
 

@@ -16,8 +16,8 @@ from pipeline.comply.rules import (
     registry_rules,
     turbidity_downstream,
 )
-from pipeline.config import ComplyParams
-from pipeline.records import KIND_MINING, WGS84, Aoi
+from pipeline.core.config import ComplyParams
+from pipeline.core.records import KIND_MINING, WGS84, Aoi
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import geopandas as gpd
 import pandas as pd
 
 from pipeline.comply.rules import RULEBOOK_VERSION, RULES
-from pipeline.config import ComplyParams
-from pipeline.records import WGS84
-from pipeline.text import fill_template, json_scalar, template_fields
+from pipeline.core.config import ComplyParams
+from pipeline.core.records import WGS84
+from pipeline.core.text import fill_template, json_scalar, template_fields
 
 FLAG_COLUMNS = [
     "flag_id",

@@ -26,7 +26,7 @@ import pandas as pd
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.comply.rules import extraction_allowed
-from pipeline.records import KIND_MINING, WGS84, Aoi
+from pipeline.core.records import KIND_MINING, WGS84, Aoi
 
 SUMMARY_COLUMNS = [
     "aoi_id",

@@ -1,11 +1,11 @@
 """The flag lifecycle, period by period: new -> ongoing -> worsening -> resolved, and suppression.
 
 Pure: the previous period's states and this period's flags in, the new states, the flags with
-their status, and the list of status changes out. The state store (``pipeline.audit``) keeps
+their status, and the list of status changes out. The state store (``pipeline.state.audit``) keeps
 the states between runs; because the input is always the state *before* the period being
 run, running the same period again gives the same result (idempotent).
 
-Rules of the lifecycle (thresholds in :class:`~pipeline.config.ComplyParams`):
+Rules of the lifecycle (thresholds in :class:`~pipeline.core.config.ComplyParams`):
 
 * a flag id never seen before (or seen again after it was resolved) is ``new``;
 * a flag seen again is ``ongoing``, or ``worsening`` when its cumulative footprint (the union
@@ -34,8 +34,8 @@ import shapely
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.config import ComplyParams
-from pipeline.records import WGS84
+from pipeline.core.config import ComplyParams
+from pipeline.core.records import WGS84
 
 NEW, ONGOING, WORSENING, RESOLVED, SUPPRESSED = "new", "ongoing", "worsening", "resolved", "suppressed"
 STATUSES = (NEW, ONGOING, WORSENING, RESOLVED, SUPPRESSED)

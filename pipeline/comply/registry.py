@@ -28,7 +28,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from pipeline.records import WGS84
+from pipeline.core.records import WGS84
 
 log = logging.getLogger(__name__)
 

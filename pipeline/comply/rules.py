@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from pyproj import CRS
 
-from pipeline.config import ComplyParams
-from pipeline.records import WGS84, Aoi
+from pipeline.core.config import ComplyParams
+from pipeline.core.records import WGS84, Aoi
 
 RULEBOOK_VERSION = "2026.11.2"
 
@@ -56,7 +56,7 @@ class Rule:
     clause: str
     """The due-diligence clauses the rule supports (OECD DDG Annex II, CRAFT, Forest Smart Mining)."""
     thresholds: tuple[str, ...] = ()
-    """Names of the :class:`~pipeline.config.ComplyParams` fields the rule reads."""
+    """Names of the :class:`~pipeline.core.config.ComplyParams` fields the rule reads."""
 
     def threshold_text(self, params: ComplyParams) -> str:
         """``name=value`` pairs of the thresholds, as written into every flag."""

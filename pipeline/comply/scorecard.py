@@ -18,8 +18,8 @@ from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.comply.lifecycle import STATUSES, FlagState
-from pipeline.records import KIND_MINING
-from pipeline.text import json_scalar
+from pipeline.core.records import KIND_MINING
+from pipeline.core.text import json_scalar
 
 DISTURBANCE_COLUMNS = [
     "site_id",
@@ -74,7 +74,7 @@ def site_scorecards(
         Flag states from the state store: their history (period, status) is attached.
     licence_history
         The licence states recorded run after run
-        (:func:`pipeline.licence_history.record_licences`, or a run's
+        (:func:`pipeline.state.licence_history.record_licences`, or a run's
         ``scorecards/licence_history.csv``). Without it the history is the registry's
         current state and last event.
     """
@@ -126,7 +126,7 @@ def licence_history_rows(
     site: Mapping[str, Any], *, recorded: Sequence[Mapping[str, Any]] | None
 ) -> list[dict[str, Any]]:
     """A site's licence history, oldest first: the ``recorded`` rows of the state file
-    (:func:`pipeline.licence_history.record_licences`), or, when none were recorded, the
+    (:func:`pipeline.state.licence_history.record_licences`), or, when none were recorded, the
     registry's current state and last event as the one row."""
     if recorded:
         return [{k: rec.get(k) for k in HISTORY_FIELDS} for rec in recorded]

@@ -20,10 +20,10 @@ from affine import Affine
 from pyproj import CRS
 from scipy import ndimage
 
+from pipeline.core.errors import ConfigError, RasterError
+from pipeline.core.records import CONFIRMED, PROBABLE
 from pipeline.detect.landcover import BARE, CLASS_CODES, FOREST, NODATA, OTHER_VEG, VALID_CODES, WATER_TURBID
 from pipeline.detect.vectorize import vectorize_mask
-from pipeline.errors import ConfigError, RasterError
-from pipeline.records import CONFIRMED, PROBABLE
 
 NONE, STATUS_PROBABLE, STATUS_CONFIRMED = 0, 1, 2
 

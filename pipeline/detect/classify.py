@@ -23,10 +23,10 @@ import xarray as xr
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.tree import DecisionTreeClassifier
 
+from pipeline.core.errors import ModelError
 from pipeline.detect.features import feature_stack, required_bands
 from pipeline.detect.landcover import CLASS_CODES, MASKED, NODATA, WATER_CLEAR, WATER_TURBID
 from pipeline.detect.turbidity import _dogliotti
-from pipeline.errors import ModelError
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from pipeline.errors import NoDataError
+from pipeline.core.errors import NoDataError
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from pipeline.core.errors import ConfigError
 from pipeline.detect.indices import _bsi, _nd
-from pipeline.errors import ConfigError
 
 BANDS = ("blue", "green", "red", "nir", "swir1", "swir2")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from pipeline.errors import RasterError
+from pipeline.core.errors import RasterError
 
 
 def _check_same_grid(*arrays: xr.DataArray) -> None:

@@ -1,6 +1,6 @@
 """A first, index-based land-cover map: forest, other vegetation, bare ground, water.
 
-Rules (thresholds in :class:`pipeline.config.DetectParams`):
+Rules (thresholds in :class:`pipeline.core.config.DetectParams`):
 
 * water: MNDWI > ``water_mndwi_min``; turbid water when its FNU > ``turbid_fnu_min``;
 * bare/disturbed ground: NDVI <= ``bare_ndvi_max`` and BSI >= ``bare_bsi_min``;
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from pipeline.config import DetectParams
+from pipeline.core.config import DetectParams
 
 NODATA, FOREST, OTHER_VEG, BARE, WATER_CLEAR, WATER_TURBID, BUILT_UP, MASKED = 0, 1, 2, 3, 4, 5, 6, 7
 CLASS_NAMES = {

@@ -20,7 +20,7 @@ from pyproj import CRS
 from scipy import ndimage
 from shapely.geometry import LineString
 
-from pipeline.errors import ConfigError, RasterError
+from pipeline.core.errors import ConfigError, RasterError
 
 RIVER_STATS_COLUMNS = ["site_id", "upstream_fnu", "downstream_fnu", "upstream_px", "downstream_px"]
 

@@ -19,15 +19,15 @@ import xarray as xr
 from affine import Affine
 from pyproj import CRS
 
-from pipeline.config import DetectParams
+from pipeline.core.config import DetectParams
+from pipeline.core.errors import RasterError
+from pipeline.core.records import KIND_MINING, KIND_TURBIDITY, PROBABLE, WGS84
 from pipeline.detect.change import STATUS_CONFIRMED, change_polygons, clean_mask, detect_change
 from pipeline.detect.classify import PixelClassifier, classify_pixels
 from pipeline.detect.indices import bsi, mndwi, ndvi
 from pipeline.detect.landcover import BARE, WATER_CLEAR, WATER_TURBID, classify_indices
 from pipeline.detect.turbidity import TurbidityCalibration, calibrated_fnu, dogliotti_fnu
 from pipeline.detect.vectorize import vectorize_mask
-from pipeline.errors import RasterError
-from pipeline.records import KIND_MINING, KIND_TURBIDITY, PROBABLE, WGS84
 
 CANONICAL = ("blue", "green", "red", "nir", "swir1")
 

@@ -25,7 +25,8 @@ import xarray as xr
 from affine import Affine
 from pyproj import CRS
 
-from pipeline.config import DetectParams
+from pipeline.core.config import DetectParams
+from pipeline.core.records import CONFIRMED, KIND_MINING, PROBABLE
 from pipeline.detect.change import _days
 from pipeline.detect.classify import PixelClassifier, _classify_block
 from pipeline.detect.indices import _bsi, _nd
@@ -33,7 +34,6 @@ from pipeline.detect.landcover import BARE, WATER_CLEAR, WATER_TURBID, _classify
 from pipeline.detect.pieces import Assembled, assemble_pieces, gather_pieces, make_piece, vectorize_labelled
 from pipeline.detect.scene import CANONICAL, combine_detections, detection_cube, scene_products
 from pipeline.detect.turbidity import TurbidityCalibration, _calibrated_block, _dogliotti
-from pipeline.records import CONFIRMED, KIND_MINING, PROBABLE
 
 #: Bits of the packed code raster (the low 3 bits hold the landcover code, 0..7).
 MINING_BIT, CONFIRMED_BIT, TURBID_BIT, WATER_BIT = 8, 16, 32, 64

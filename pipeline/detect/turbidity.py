@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.errors import ConfigError, ModelError, RasterError
+from pipeline.core.errors import ConfigError, ModelError, RasterError
 
 RED_A, RED_C = 228.1, 0.1641
 NIR_A, NIR_C = 3078.9, 0.2112

@@ -20,7 +20,7 @@ from scipy import ndimage
 from shapely.geometry import shape as shape_of
 from shapely.ops import unary_union
 
-from pipeline.records import WGS84
+from pipeline.core.records import WGS84
 
 REDUCTIONS = ("mean", "median", "min", "max", "sum")
 # Pixel-count prefilter margin: UTM scale error and geographic pixel-area variation within a

@@ -20,16 +20,16 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.errors import AoiError
-from pipeline.geometry import (
+from pipeline.core.errors import AoiError
+from pipeline.core.geometry import (
     geodesic_area_km2,
     ring_jumps_antimeridian,
     split_antimeridian,
     utm_crs_for,
     utm_zones,
 )
+from pipeline.core.records import Aoi
 from pipeline.ingest.paths import resolve_input
-from pipeline.records import Aoi
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from pipeline.errors import RasterError
+from pipeline.core.errors import RasterError
 
 #: GDAL settings applied around every chunk read (so they hold on every dask worker too).
 GDAL_ENV: dict[str, Any] = {

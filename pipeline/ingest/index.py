@@ -25,7 +25,7 @@ from typing import Any
 import rasterio
 import rasterio.errors
 
-from pipeline.errors import DataNotFoundError, RasterError
+from pipeline.core.errors import DataNotFoundError, RasterError
 from pipeline.ingest.scenes import SceneSpec
 
 log = logging.getLogger(__name__)

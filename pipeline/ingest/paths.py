@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.errors import DataNotFoundError
+from pipeline.core.errors import DataNotFoundError
 
 
 def sample_data_dir(path: Path) -> Path:

@@ -24,12 +24,12 @@ import xarray as xr
 from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_bounds
 
-from pipeline.errors import NoDataError, PipelineError, RasterError
-from pipeline.geometry import utm_crs_for
+from pipeline.core.errors import NoDataError, PipelineError, RasterError
+from pipeline.core.geometry import utm_crs_for
+from pipeline.core.periods import Period
+from pipeline.core.records import Aoi
 from pipeline.ingest.grid import FileRead, GridSpec, check_complete, lazy_read, on_same_grid
 from pipeline.ingest.paths import resolve_input
-from pipeline.periods import Period
-from pipeline.records import Aoi
 
 log = logging.getLogger(__name__)
 

@@ -52,13 +52,13 @@ from sentinelhub.download.models import DownloadRequest
 from sentinelhub.exceptions import DownloadFailedException, OutOfRequestsException
 from shapely.geometry import box
 
-from pipeline.config import IngestParams, Secret, secret_from_env
-from pipeline.errors import ConfigError, NoDataError, RemoteServiceError
+from pipeline.core.config import IngestParams, Secret, secret_from_env
+from pipeline.core.errors import ConfigError, NoDataError, RemoteServiceError
+from pipeline.core.periods import Period
+from pipeline.core.records import Aoi
 from pipeline.ingest.cache import DiskCache, fingerprint
 from pipeline.ingest.grid import GridSpec
 from pipeline.ingest.scenes import SceneSpec, aoi_grid, open_scene, stack_scenes
-from pipeline.periods import Period
-from pipeline.records import Aoi
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from typing import Any
 import xarray as xr
 from shapely.geometry import box, shape
 
-from pipeline.errors import ConfigError, DataNotFoundError, NoDataError
+from pipeline.core.errors import ConfigError, DataNotFoundError, NoDataError
+from pipeline.core.periods import Period
+from pipeline.core.records import Aoi
 from pipeline.ingest.index import scene_from_stac_item
 from pipeline.ingest.scenes import LocalFolderSource, OnError, SceneSpec
-from pipeline.periods import Period
-from pipeline.records import Aoi
 
 log = logging.getLogger(__name__)
 

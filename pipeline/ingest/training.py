@@ -24,7 +24,7 @@ from affine import Affine
 from pyproj import CRS
 from rasterio.errors import RasterioIOError
 
-from pipeline.errors import ConfigError, DataNotFoundError, RasterError
+from pipeline.core.errors import ConfigError, DataNotFoundError, RasterError
 
 
 @functools.cache

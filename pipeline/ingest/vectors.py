@@ -20,9 +20,9 @@ import geopandas as gpd
 import pandas as pd
 from pyogrio.errors import DataSourceError
 
-from pipeline.errors import DataNotFoundError, DetectionSourceError, RegistryError
-from pipeline.periods import amw_period, parse_period
-from pipeline.records import WGS84
+from pipeline.core.errors import DataNotFoundError, DetectionSourceError, RegistryError
+from pipeline.core.periods import amw_period, parse_period
+from pipeline.core.records import WGS84
 
 log = logging.getLogger(__name__)
 

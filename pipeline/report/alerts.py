@@ -19,7 +19,7 @@ from typing import Any
 import geopandas as gpd
 
 from pipeline.comply.flags import SEVERITY_ORDER
-from pipeline.report.atomic import write_text
+from pipeline.core.atomic import write_text
 from pipeline.report.exports import plain
 from pipeline.report.reasons import json_object
 

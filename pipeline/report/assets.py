@@ -14,7 +14,7 @@ import hashlib
 import re
 from importlib.resources import files
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 #: path under pipeline/data/vendor -> SHA-256 of the file as published on npm
 _L = "leaflet-1.9.4"

@@ -24,8 +24,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.config import Settings, secret_from_env
-from pipeline.errors import ConfigError, DataNotFoundError
+from pipeline.core.config import Settings, secret_from_env
+from pipeline.core.errors import ConfigError, DataNotFoundError
 from pipeline.report.mail import EmailChannel
 from pipeline.report.subscriptions import Subscription, parse_subscriptions
 from pipeline.report.webhook import DeliveryError, WebhookChannel, webhook_id

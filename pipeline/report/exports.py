@@ -10,8 +10,8 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from pipeline.records import WGS84
-from pipeline.report.atomic import write_text, write_with
+from pipeline.core.atomic import write_text, write_with
+from pipeline.core.records import WGS84
 
 
 def plain(value: Any) -> Any:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
+from pipeline.core.text import fill_template
 from pipeline.report.markup import is_blank
-from pipeline.text import fill_template
 
 LANGUAGES = ("en", "es", "pt", "fr")
 #: registries without a phase table write their licence status as phase and kind too
@@ -54,7 +54,7 @@ class Catalogue:
 
     def fill(self, template: str, values: Mapping[str, Any]) -> str:
         """``template`` filled from ``values`` with this language's number separators; a
-        missing value prints as ``?`` (see :func:`pipeline.text.fill_template`)."""
+        missing value prints as ``?`` (see :func:`pipeline.core.text.fill_template`)."""
         return fill_template(
             template,
             values,

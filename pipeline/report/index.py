@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline.report.atomic import write_text
+from pipeline.core.atomic import write_text
 from pipeline.report.i18n import catalogue
 from pipeline.report.markup import esc, grid_table, page
 

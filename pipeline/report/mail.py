@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from pipeline.config import AlertParams, secret_from_env
+from pipeline.core.config import AlertParams, secret_from_env
 from pipeline.report.i18n import catalogue
 from pipeline.report.markup import esc, page, rows_table
 from pipeline.report.reasons import clause_text, reason_text

@@ -18,10 +18,10 @@ from typing import Any
 
 import geopandas as gpd
 
-from pipeline import __version__
-from pipeline.records import WGS84
+from pipeline.core.atomic import write_text
+from pipeline.core.records import WGS84
+from pipeline.core.version import __version__
 from pipeline.report.assets import assert_offline, inline_head
-from pipeline.report.atomic import write_text
 from pipeline.report.i18n import Catalogue, catalogue
 from pipeline.report.markup import esc, is_blank, rows_table
 from pipeline.report.reasons import clause_text, reason_text

@@ -15,9 +15,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from pipeline.core.text import template_fields
 from pipeline.report.i18n import Catalogue
 from pipeline.report.markup import is_blank
-from pipeline.text import template_fields
 
 log = logging.getLogger(__name__)
 

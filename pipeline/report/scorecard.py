@@ -235,7 +235,7 @@ def render_scorecard(
 
     ``site`` is a row of the sites table and ``flags`` the site's flag rows, as dicts;
     ``points`` is the site's part of :func:`trend`; ``history`` the site's rows of the licence
-    history (:func:`pipeline.licence_history.record_licences`), oldest first.
+    history (:func:`pipeline.state.licence_history.record_licences`), oldest first.
     """
     cat = catalogue(lang)
     sid = site["site_id"]

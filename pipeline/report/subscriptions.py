@@ -1,6 +1,6 @@
 """NGO subscriptions: who receives which alerts, how, and in which language.
 
-Configured as ``[[alerts.subscriptions]]`` tables (see :class:`pipeline.config.AlertParams`)::
+Configured as ``[[alerts.subscriptions]]`` tables (see :class:`pipeline.core.config.AlertParams`)::
 
     [[alerts.subscriptions]]
     name = "rede-xingu"
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.comply.flags import SEVERITY_ORDER
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.report.i18n import LANGUAGES
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

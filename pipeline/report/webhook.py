@@ -19,9 +19,9 @@ from typing import Any
 
 import requests
 
-from pipeline import __version__
-from pipeline.config import Secret, secret_from_env
-from pipeline.errors import ConfigError
+from pipeline.core.config import Secret, secret_from_env
+from pipeline.core.errors import ConfigError
+from pipeline.core.version import __version__
 from pipeline.report.i18n import catalogue
 from pipeline.report.reasons import clause_text, reason_text
 from pipeline.report.subscriptions import Subscription

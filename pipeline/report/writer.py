@@ -10,10 +10,10 @@ import geopandas as gpd
 import pandas as pd
 
 from pipeline.comply.impact import ImpactTables
-from pipeline.config import Settings
-from pipeline.errors import PipelineError
-from pipeline.records import Aoi
-from pipeline.report.atomic import write_text
+from pipeline.core.atomic import write_text
+from pipeline.core.config import Settings
+from pipeline.core.errors import PipelineError
+from pipeline.core.records import Aoi
 from pipeline.report.delivery import DeliveryReport, deliver
 from pipeline.report.exports import write_impact_csv
 from pipeline.report.index import write_index
@@ -42,7 +42,7 @@ def write_extras(
 ) -> dict[str, Path]:
     """Write scorecards (when there are sites), the impact tables comply computed
     (``impact.csv`` per zone and period with each hectare counted once, ``impact_by_phase.csv``),
-    ``licences`` (:func:`pipeline.licence_history.record_licences`) into the scorecards,
+    ``licences`` (:func:`pipeline.state.licence_history.record_licences`) into the scorecards,
     ``flag_summary.csv`` (counts and per-flag hectare sums) and ``out_dir/index.html``."""
     outputs: dict[str, Path] = {
         "flag_summary.csv": write_impact_csv(flags, detections, target / "flag_summary.csv")

@@ -7,7 +7,7 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 
 
 def _run(sample_data: Path, out: Path, period: str) -> gpd.GeoDataFrame:

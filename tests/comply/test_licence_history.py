@@ -10,8 +10,8 @@ import geopandas as gpd
 import pandas as pd
 from shapely.geometry import box
 
-from pipeline.licence_history import HISTORY_COLUMNS, record_licences
 from pipeline.report.scorecard import site_slug, write_scorecards
+from pipeline.state.licence_history import HISTORY_COLUMNS, record_licences
 
 
 def _sites(phase_a: str = "AUTORIZAÇÃO DE PESQUISA", event_a: str | None = "2017-06-05") -> gpd.GeoDataFrame:

@@ -10,11 +10,11 @@ import pytest
 from pyproj import CRS
 from shapely.geometry import box
 
-from pipeline.audit import StateStore, track_flags
 from pipeline.comply.lifecycle import FlagState, advance, status_counts
-from pipeline.config import ComplyParams
-from pipeline.periods import parse_period
-from pipeline.records import WGS84, Aoi
+from pipeline.core.config import ComplyParams
+from pipeline.core.periods import parse_period
+from pipeline.core.records import WGS84, Aoi
+from pipeline.state.audit import StateStore, track_flags
 
 UTM = CRS.from_epsg(32622)
 X0, Y0 = 500_000.0, 100_000.0

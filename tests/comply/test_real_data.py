@@ -15,17 +15,17 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 
-from pipeline.audit import StateStore, track_flags
 from pipeline.comply import evaluate
 from pipeline.comply.impact import impact_tables
 from pipeline.comply.lifecycle import STATUSES
 from pipeline.comply.registry import to_mine_sites
 from pipeline.comply.scorecard import site_scorecards
-from pipeline.config import ComplyParams
+from pipeline.core.config import ComplyParams
+from pipeline.core.periods import parse_period
+from pipeline.core.records import Aoi
 from pipeline.ingest.aoi import load_aoi
 from pipeline.ingest.vectors import format_spec, read_external_detections, read_registry
-from pipeline.periods import parse_period
-from pipeline.records import Aoi
+from pipeline.state.audit import StateStore, track_flags
 
 EXTRACTION = ["CONCESSÃO DE LAVRA", "LAVRA GARIMPEIRA", "LICENCIAMENTO", "REGISTRO DE EXTRAÇÃO"]
 PERIODS = ["2018", "2019", "2020", "2021", "2022", "2023", "2024", "2025Q2", "2025Q3"]

@@ -11,7 +11,7 @@ import pytest
 from shapely.affinity import translate
 from shapely.geometry import Polygon
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 from pipeline.comply.registry import to_mine_sites
 from pipeline.ingest.vectors import format_spec, read_registry
 

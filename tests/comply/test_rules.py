@@ -23,8 +23,8 @@ from pipeline.comply.rules import (
     turbidity_downstream,
     unregistered_mining,
 )
-from pipeline.config import ComplyParams
-from pipeline.records import WGS84, Aoi
+from pipeline.core.config import ComplyParams
+from pipeline.core.records import WGS84, Aoi
 
 UTM = CRS.from_epsg(32622)
 X0, Y0 = 500_000.0, 100_000.0  # about -51.0 E, 0.9 N

@@ -15,15 +15,15 @@ from affine import Affine
 from pyproj import CRS
 from scipy import ndimage
 
-from pipeline.config import DetectParams
+from pipeline.core.config import DetectParams
 from pipeline.detect.classify import PixelClassifier, fit_pixel_classifier
 from pipeline.detect.features import DEFAULT_FEATURES
 from pipeline.detect.pieces import assemble_pieces, gather_pieces, vectorize_labelled
 from pipeline.detect.scene import scene_detections, scene_products
 from pipeline.detect.scene_blocks import assemble_scene, scene_detections_sparse, scene_pieces
 from pipeline.detect.vectorize import vectorize_mask, vectorize_sparse
-from pipeline.ingest.models import load_turbidity_calibration
 from pipeline.ingest.training import class_order
+from pipeline.state.models import load_turbidity_calibration
 
 UTM = CRS.from_epsg(32721)
 TRANSFORM = Affine(10, 0, 500_000, 0, -10, 9_300_000)

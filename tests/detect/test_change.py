@@ -14,6 +14,7 @@ from affine import Affine
 from pyproj import CRS
 from rasterio.windows import Window
 
+from pipeline.core.errors import ConfigError, RasterError
 from pipeline.detect.change import (
     STATUS_CONFIRMED,
     STATUS_PROBABLE,
@@ -23,7 +24,6 @@ from pipeline.detect.change import (
     remap_classes,
 )
 from pipeline.detect.landcover import BARE, FOREST, MASKED, NODATA, OTHER_VEG, WATER_TURBID
-from pipeline.errors import ConfigError, RasterError
 from pipeline.ingest.training import map_legend
 
 UTM = CRS.from_epsg(32722)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from pipeline.core.errors import ConfigError, ModelError
 from pipeline.detect.classify import (
     classify_pixels,
     cross_validate_by_polygon,
@@ -20,7 +21,6 @@ from pipeline.detect.classify import (
 from pipeline.detect.evaluate import accuracy_report
 from pipeline.detect.features import DEFAULT_FEATURES, feature_stack, required_bands
 from pipeline.detect.landcover import BUILT_UP, CLASS_CODES, FOREST, MASKED, NODATA, WATER_CLEAR, WATER_TURBID
-from pipeline.errors import ConfigError, ModelError
 from pipeline.ingest.training import TrainingDataset, class_order, read_labelled_pixels
 
 

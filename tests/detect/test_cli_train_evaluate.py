@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 
 
 @pytest.mark.parametrize("dataset", ["trombetas_s2", "tucurui_l5"])

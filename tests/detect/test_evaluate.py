@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
 
+from pipeline.core.errors import ConfigError
 from pipeline.detect.evaluate import accuracy_report, area_adjusted, report_markdown
-from pipeline.errors import ConfigError
 
 CLASSES = ["forest", "bare_mining", "water"]
 

@@ -7,10 +7,10 @@ import xarray as xr
 from affine import Affine
 from pyproj import CRS
 
+from pipeline.core.errors import RasterError
 from pipeline.detect.indices import bsi, mndwi, ndti, ndvi, ndwi
 from pipeline.detect.turbidity import dogliotti_fnu, nechad_fnu
 from pipeline.detect.vectorize import vectorize_mask
-from pipeline.errors import RasterError
 
 
 def _bands(seed: int = 7) -> dict[str, np.ndarray]:

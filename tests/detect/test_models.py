@@ -12,9 +12,9 @@ import pytest
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
+from pipeline.core.errors import ModelError
 from pipeline.detect.classify import PixelClassifier, fit_pixel_classifier, predict_labels
-from pipeline.errors import ModelError
-from pipeline.ingest.models import load_model, save_model
+from pipeline.state.models import load_model, save_model
 
 CLASSES = ("forest", "other_vegetation", "bare_mining", "built_up", "water")
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from pipeline.core.errors import RasterError
 from pipeline.detect.indices import cire, ndre
-from pipeline.errors import RasterError
 
 
 def test_mismatched_grids_are_refused() -> None:

@@ -12,11 +12,11 @@ import rasterio
 from affine import Affine
 from shapely.geometry import box
 
-from pipeline.config import Settings
-from pipeline.errors import NoDataError
+from pipeline.core.config import Settings
+from pipeline.core.errors import NoDataError
+from pipeline.core.records import Aoi
 from pipeline.ingest.scenes import SceneSpec
-from pipeline.records import Aoi
-from pipeline.run import detect_from_scenes
+from pipeline.ops.run import detect_from_scenes
 
 BANDS = ("B02", "B03", "B04", "B08", "B11")
 FOREST = {"B02": 300, "B03": 600, "B04": 300, "B08": 3500, "B11": 1500}

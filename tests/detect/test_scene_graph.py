@@ -13,13 +13,13 @@ import xarray as xr
 from affine import Affine
 from pyproj import CRS
 
-from pipeline.config import DetectParams
+from pipeline.core.config import DetectParams
+from pipeline.core.errors import RasterError
 from pipeline.detect.classify import fit_pixel_classifier
 from pipeline.detect.features import DEFAULT_FEATURES
 from pipeline.detect.scene import scene_detections, scene_products
-from pipeline.errors import RasterError
-from pipeline.ingest.models import load_turbidity_calibration
 from pipeline.ingest.training import class_order
+from pipeline.state.models import load_turbidity_calibration
 
 FOREST = {"blue": 0.02, "green": 0.04, "red": 0.025, "nir": 0.32, "swir1": 0.15}
 BARE = {"blue": 0.08, "green": 0.11, "red": 0.14, "nir": 0.20, "swir1": 0.30}

@@ -14,12 +14,12 @@ from pyproj import CRS
 from scipy.stats import spearmanr
 from shapely.geometry import LineString, Point
 
-from pipeline.cli import main
+from pipeline.cli.main import main
+from pipeline.core.errors import ConfigError, RasterError
 from pipeline.detect.rivers import reach_turbidity
 from pipeline.detect.turbidity import TurbidityCalibration, calibrated_fnu, fit_turbidity_calibration
-from pipeline.errors import ConfigError, RasterError
-from pipeline.ingest.models import load_turbidity_calibration
 from pipeline.ingest.training import read_turbidity_matchups
+from pipeline.state.models import load_turbidity_calibration
 
 MATCHUPS = "turbidity/sameep_la_toma_matchups_2017_2019.csv"
 

@@ -13,13 +13,13 @@ import rasterio
 from affine import Affine
 from shapely.geometry import box
 
+from pipeline.core.errors import AoiError, NoDataError, RasterError
+from pipeline.core.geometry import crosses_antimeridian, geodesic_area_km2, utm_crs_for, utm_zones
+from pipeline.core.records import Aoi
 from pipeline.detect.clouds import usable, valid_fraction, valid_mask
-from pipeline.errors import AoiError, NoDataError, RasterError
-from pipeline.geometry import crosses_antimeridian, geodesic_area_km2, utm_crs_for, utm_zones
 from pipeline.ingest.aoi import load_aoi
 from pipeline.ingest.index import index_folder
 from pipeline.ingest.scenes import LocalFolderSource, SceneSpec
-from pipeline.records import Aoi
 
 
 def aoi_of(bounds: tuple[float, float, float, float], crs: Any, aoi_id: str = "t") -> Aoi:

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from rasterio.warp import transform_bounds
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 
 
 def _files(root: Path) -> set[str]:

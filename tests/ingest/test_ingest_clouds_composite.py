@@ -17,6 +17,7 @@ import xarray as xr
 from scipy import ndimage
 from shapely.geometry import box
 
+from pipeline.core.records import Aoi
 from pipeline.detect.clouds import (
     S2CLOUDLESS_BANDS,
     cloud_from_probability,
@@ -32,7 +33,6 @@ from pipeline.detect.composite import composite
 from pipeline.ingest.aoi import load_aoi
 from pipeline.ingest.index import index_folder
 from pipeline.ingest.scenes import LocalFolderSource, SceneSpec
-from pipeline.records import Aoi
 
 SLO = "imagery/eopatch_slovenia"
 

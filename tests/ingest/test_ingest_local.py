@@ -16,13 +16,13 @@ from affine import Affine
 from rasterio.warp import Resampling, reproject
 from shapely.geometry import box
 
+from pipeline.core.periods import parse_period
+from pipeline.core.records import Aoi
 from pipeline.detect.clouds import valid_fraction, valid_mask
 from pipeline.detect.composite import composite
 from pipeline.ingest.aoi import load_aoi
 from pipeline.ingest.index import index_by_pattern, index_folder, index_stac_items
 from pipeline.ingest.scenes import LocalFolderSource, SceneSpec
-from pipeline.periods import parse_period
-from pipeline.records import Aoi
 
 SLO = "imagery/eopatch_slovenia"
 

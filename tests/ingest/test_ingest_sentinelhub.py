@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.config import IngestParams, Secret
-from pipeline.errors import ConfigError, RemoteServiceError
+from pipeline.core.config import IngestParams, Secret
+from pipeline.core.errors import ConfigError, RemoteServiceError
+from pipeline.core.periods import parse_period
 from pipeline.ingest.aoi import load_aoi
 from pipeline.ingest.scenes import LocalFolderSource, SceneSpec
 from pipeline.ingest.sentinelhub import (
@@ -19,7 +20,6 @@ from pipeline.ingest.sentinelhub import (
     SentinelHubSource,
     SentinelHubUnavailableError,
 )
-from pipeline.periods import parse_period
 
 pytestmark = pytest.mark.filterwarnings("ignore:Download rate limit hit")
 

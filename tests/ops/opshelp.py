@@ -52,7 +52,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """``asm-monitor ARGS`` in a fresh interpreter."""
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
+        [sys.executable, "-m", "pipeline.cli.main", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -65,7 +65,11 @@ def start_cli(args: list[str], *, env: dict[str, str], log: Path) -> subprocess.
     """Start ``asm-monitor ARGS`` in the background, stderr+stdout to ``log``."""
     fh = open(log, "wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", *args], stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, env=env
+        [sys.executable, "-m", "pipeline.cli.main", *args],
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=env,
     )
 
 

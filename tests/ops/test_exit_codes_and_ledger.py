@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.lock import lock_path_for, run_lock
+from pipeline.cli.main import main
+from pipeline.state.lock import lock_path_for, run_lock
 
 from .opshelp import TROMBETAS_BBOX, cli_env, ledger_rows, run_cli, start_cli, wait_for, write_aoi
 

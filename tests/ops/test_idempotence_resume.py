@@ -8,7 +8,7 @@ from pathlib import Path
 
 import geopandas as gpd
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 
 from .opshelp import EXPORTS, cli_env, ledger_rows, run_cli, start_cli, wait_for
 

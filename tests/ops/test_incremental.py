@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import rasterio
 
-from pipeline.cli import main
-from pipeline.incremental import fingerprint
+from pipeline.cli.main import main
+from pipeline.ops.incremental import fingerprint
 
 from .opshelp import TROMBETAS_BBOX, ledger_rows, write_aoi
 

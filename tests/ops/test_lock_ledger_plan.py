@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from shapely.geometry import box
 
-from pipeline.errors import ConfigError, LockHeldError
-from pipeline.incremental import fingerprint, input_key, plan_aoi
-from pipeline.lock import run_lock
-from pipeline.records import Aoi
-from pipeline.runledger import RunLedger
+from pipeline.core.errors import ConfigError, LockHeldError
+from pipeline.core.records import Aoi
+from pipeline.ops.incremental import fingerprint, input_key, plan_aoi
+from pipeline.state.lock import run_lock
+from pipeline.state.runledger import RunLedger
 
 
 def test_lock_is_exclusive_and_waits_then_gives_up(tmp_path: Path) -> None:

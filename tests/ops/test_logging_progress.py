@@ -12,7 +12,7 @@ import sys
 import termios
 from pathlib import Path
 
-from pipeline.cluster import dashboard_available
+from pipeline.ops.cluster import dashboard_available
 
 from .opshelp import REPO, cli_env, run_cli
 
@@ -50,7 +50,7 @@ def test_progress_bar_on_a_terminal_only(tmp_path: Path, sample_data: Path) -> N
     # a terminal of 24 x 100 characters (a fresh pty is 0 x 0, where tqdm draws nothing)
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", *args, "--out", str(tmp_path / "b")],
+        [sys.executable, "-m", "pipeline.cli.main", *args, "--out", str(tmp_path / "b")],
         stdout=subprocess.DEVNULL,
         stderr=follower,
         cwd=REPO,

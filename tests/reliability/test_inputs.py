@@ -15,11 +15,11 @@ import rasterio
 from affine import Affine
 from shapely.geometry import box
 
-from pipeline.cli import main
-from pipeline.errors import RegistryError
+from pipeline.cli.main import main
+from pipeline.core.errors import RegistryError
+from pipeline.core.records import Aoi
 from pipeline.ingest.scenes import LocalFolderSource, SceneSpec
 from pipeline.ingest.vectors import read_registry
-from pipeline.records import Aoi
 
 UTM = "EPSG:32721"
 AOI = Aoi(

@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 from ops.opshelp import run_cli
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 from pipeline.detect.classify import fit_pixel_classifier
 from pipeline.detect.features import DEFAULT_FEATURES
-from pipeline.ingest.models import save_model
 from pipeline.ingest.training import class_order
+from pipeline.state.models import save_model
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -29,16 +29,16 @@ from shapely import affinity
 from shapely.geometry import MultiPolygon, Polygon, box, mapping
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.config import DetectParams
+from pipeline.core.config import DetectParams
+from pipeline.core.geometry import geodesic_area_km2
 from pipeline.detect.scene_blocks import assemble_scene, scene_detections_sparse, scene_pieces
 from pipeline.detect.vectorize import vectorize_mask
-from pipeline.geometry import geodesic_area_km2
 from pipeline.ingest.aoi import load_aoi
 from pipeline.ingest.grid import GridSpec
-from pipeline.ingest.models import load_turbidity_calibration
 from pipeline.ingest.scenes import LocalFolderSource, SceneSpec
 from pipeline.ingest.training import sensor_bands
-from pipeline.run import SCENE_BANDS
+from pipeline.ops.run import SCENE_BANDS
+from pipeline.state.models import load_turbidity_calibration
 
 # ---- strategies ---------------------------------------------------------------------
 

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from shapely.geometry import Point
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 from pipeline.comply.flags import FLAG_COLUMNS
-from pipeline.config import IngestParams, Secret, Settings
+from pipeline.core.config import IngestParams, Secret, Settings
+from pipeline.core.periods import parse_period
 from pipeline.ingest.aoi import load_aoi
 from pipeline.ingest.sentinelhub import SentinelHubSource, SentinelHubUnavailableError
-from pipeline.periods import parse_period
 from pipeline.report.alerts import alert_payloads, write_outbox
 from pipeline.report.delivery import deliver
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.config import load_settings
-from pipeline.errors import PipelineError
+from pipeline.cli.main import main
+from pipeline.core.config import load_settings
+from pipeline.core.errors import PipelineError
 from pipeline.report.delivery import deliver
 
 from .relhelp import SH_SECRET, SMTP_PASSWORD, WEBHOOK_SECRET, Mailbox, Receiver, free_port, start_smtp

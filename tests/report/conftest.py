@@ -9,7 +9,7 @@ import geopandas as gpd
 import pytest
 from shapely.geometry import Point, box
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 from pipeline.comply.flags import FLAG_COLUMNS
 
 XSS = "<img src=x onerror=alert(1)>"

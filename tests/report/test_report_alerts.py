@@ -20,9 +20,9 @@ import geopandas as gpd
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from pipeline.cli import main
-from pipeline.config import Settings
-from pipeline.errors import ConfigError
+from pipeline.cli.main import main
+from pipeline.core.config import Settings
+from pipeline.core.errors import ConfigError
 from pipeline.report.alerts import alert_payloads, write_outbox
 from pipeline.report.delivery import deliver
 from pipeline.report.subscriptions import parse_subscriptions
@@ -147,7 +147,7 @@ def test_webhook_without_secret_names_the_variable(
 
 
 def test_subscriptions_load_from_toml(tmp_path: Path) -> None:
-    from pipeline.config import load_settings
+    from pipeline.core.config import load_settings
 
     cfg = tmp_path / "c.toml"
     cfg.write_text(

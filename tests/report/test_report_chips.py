@@ -14,10 +14,10 @@ import rasterio
 from affine import Affine
 from shapely.geometry import box
 
-from pipeline.config import Settings
-from pipeline.records import Aoi
+from pipeline.core.config import Settings
+from pipeline.core.records import Aoi
+from pipeline.ops.run import run_aoi
 from pipeline.report.chips import chip_data_uri
-from pipeline.run import run_aoi
 
 PIL = pytest.importorskip("PIL.Image")
 BANDS = ("B02", "B03", "B04", "B08", "B11")

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 
-from pipeline.report.atomic import write_with
+from pipeline.core.atomic import write_with
 from pipeline.report.exports import impact_table, write_csv, write_geojson, write_geoparquet
 
 

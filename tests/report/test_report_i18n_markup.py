@@ -7,7 +7,7 @@ import string
 
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.report.i18n import LANGUAGES, catalogue
 from pipeline.report.markup import esc
 

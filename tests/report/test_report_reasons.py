@@ -18,12 +18,12 @@ from shapely.geometry import box
 from pipeline.comply.flags import build_flags
 from pipeline.comply.lifecycle import Suppression, advance
 from pipeline.comply.rules import RULES
-from pipeline.config import ComplyParams
+from pipeline.core.config import ComplyParams
+from pipeline.core.text import template_fields
 from pipeline.report.i18n import LANGUAGES, catalogue
 from pipeline.report.map import render_map
 from pipeline.report.reasons import clause_text, reason_text
 from pipeline.report.webhook import body_for
-from pipeline.text import template_fields
 
 XSS = "<img src=x onerror=alert(1)>"
 UTM = CRS.from_epsg(31982)  # SIRGAS 2000 / UTM 22S, metres

@@ -9,7 +9,7 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 from pipeline.report.scorecard import site_slug, trend, write_scorecards
 
 

@@ -1,0 +1,213 @@
+"""``asm-monitor run`` and ``asm-monitor demo``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.cli.args import settings_from_args
+from pipeline.core.config import Settings
+from pipeline.core.errors import ConfigError
+from pipeline.core.periods import Period, parse_period
+from pipeline.core.records import Aoi
+from pipeline.ingest.aoi import list_aoi_files, load_aoi
+from pipeline.ingest.paths import sample_data_dir
+from pipeline.ops.incremental import input_fingerprints, plan_aoi
+from pipeline.ops.run import AoiResult, run
+from pipeline.state.runledger import RunLedger
+
+
+def _select_aois(args: argparse.Namespace, aoi_dir: Path, sample_data: Path, max_km2: float) -> list[Aoi]:
+    files = list_aoi_files(aoi_dir)
+    if not files:
+        raise ConfigError(f"No AOI files (*.geojson) in {aoi_dir}. Pass --aoi-dir or add AOIs.")
+    if getattr(args, "aoi", None):
+        wanted = set(args.aoi)
+        chosen = [f for f in files if f.stem in wanted or str(f) in wanted]
+        unknown = wanted - {f.stem for f in chosen} - {str(f) for f in chosen}
+        if unknown:
+            raise ConfigError(
+                f"Unknown AOI {sorted(unknown)}. Known: {', '.join(f.stem for f in files)} "
+                "(see `asm-monitor aoi list`)."
+            )
+        files = chosen
+    return [load_aoi(f, sample_data=sample_data, max_km2=max_km2) for f in files]
+
+
+def print_summary(results: list[AoiResult], out_dir: Path) -> None:
+    """One screen: outputs per AOI, flags by rule and severity, hectares."""
+    w = sys.stdout.write
+    w(f"\nasm-monitor run summary  (outputs under {out_dir})\n")
+    w("=" * 78 + "\n")
+    for r in results:
+        w(f"\n[{r.aoi_id}] status: {r.status}   run_id: {r.run_id or '-'}   period: {r.period or '-'}\n")
+        if r.error:
+            w(f"  error: {r.error}\n")
+            continue
+        if r.status in ("up_to_date", "skipped"):
+            w(f"  {r.reason}\n")
+            continue
+        w(f"  detections: {r.detections}  (mining footprint {r.detections_ha:,.1f} ha)\n")
+        w(f"  flagged area: {r.flagged_ha:,.1f} ha   alerts queued: {r.alerts_queued}\n")
+        w(
+            "  flags by rule:     "
+            + (", ".join(f"{k} {v}" for k, v in r.flags_by_rule.items()) or "none")
+            + "\n"
+        )
+        for label, counts in (
+            ("flags by severity: ", r.flags_by_severity),
+            ("flags by status:   ", r.flags_by_status),
+        ):
+            w(f"  {label}" + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none") + "\n")
+        for name, path in r.outputs.items():
+            w(f"    {name:<20} {path}\n")
+    failed = [r.aoi_id for r in results if r.status == "failed"]
+    w("\n" + ("all AOIs done" if not failed else f"FAILED: {', '.join(failed)}") + "\n")
+    if results and results[0].ledger_run_id:
+        rid = results[0].ledger_run_id
+        w(f"run {rid}: details with `asm-monitor runs show {rid}`\n")
+
+
+def _dry_run(aois: list[Aoi], settings: Settings, period: Period | None, *, incremental: bool) -> int:
+    """List what a run would process; reads the ledger if there is one, writes nothing."""
+    root = sample_data_dir(settings.sample_data)
+    ledger = RunLedger(settings.state_path) if settings.state_path.exists() else None
+    w = sys.stdout.write
+    w(f"dry run: state {settings.state_path}{'' if ledger else ' (none yet)'}\n")
+    for aoi in aois:
+        last = ledger.last_success(aoi.aoi_id) if ledger else None
+        plan = plan_aoi(
+            aoi,
+            root=root,
+            period=period,
+            incremental=incremental,
+            processed=ledger.processed_inputs(aoi.aoi_id) if ledger and incremental else {},
+            last_success=last.finished if last else None,
+            today=datetime.now(UTC).date(),
+        )
+        verb = "would run" if plan.action == "run" else "up to date"
+        w(f"{verb:<10} {aoi.aoi_id}: {plan.reason}\n")
+        if plan.action == "run":
+            for key in sorted(input_fingerprints(plan.aoi, root=root)):
+                w(f"             input {key}\n")
+    return 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # systemd stops a unit with SIGTERM: unwind like Ctrl-C so the ledger records it
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _run(args: argparse.Namespace) -> int:
+
+    if not args.all and not args.aoi:
+        raise ConfigError("Say which AOIs to run: --aoi ID (repeatable) or --all.")
+    settings = settings_from_args(args)
+    aois = _select_aois(args, settings.aoi_dir, settings.sample_data, settings.max_aoi_km2)
+    period = parse_period(args.period) if args.period else None
+    incremental = period is None and not getattr(args, "full", False)
+    out_dir = Path(settings.out_dir)
+    if args.dry_run:
+        return _dry_run(aois, settings, period, incremental=incremental)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+    results = run(
+        aois,
+        settings=settings,
+        period=period,
+        out_dir=out_dir,
+        incremental=incremental,
+        force=args.force,
+        progress=args.progress,
+    )
+    print_summary(results, out_dir)
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+EXIT_CODES = """exit codes:
+  0  every AOI ok, without usable data, or already up to date
+  1  some AOIs failed (the others were still done; see `asm-monitor runs show RUN_ID`)
+  2  usage or configuration error (nothing was run)
+  3  another run holds the lock (state file + .lock); nothing was run
+  130  interrupted (Ctrl-C, or SIGTERM from systemd); the next run resumes
+"""
+
+
+def _add_run_options(p: argparse.ArgumentParser, *, default_out: str | None) -> None:
+    p.add_argument("--out", type=Path, default=default_out, help="output folder (one subfolder per AOI)")
+    p.add_argument("--lang", choices=["en", "es", "pt", "fr"], help="language of maps and alerts")
+    p.add_argument(
+        "--state-db",
+        type=Path,
+        help="SQLite run ledger and state (default OUT/asm-monitor.sqlite, $ASM_STATE_DB); "
+        "its .lock file stops two runs at once",
+    )
+    p.add_argument(
+        "--scheduler",
+        help="'local' (LocalCluster sized to the machine, default), 'threads', 'synchronous', or "
+        "the address of a running Dask scheduler tcp://HOST:PORT (scenes must be on storage "
+        "every worker sees)",
+    )
+    p.add_argument("--workers", type=int, help="LocalCluster worker processes (default: one per core)")
+    p.add_argument("--threads-per-worker", type=int, help="threads per LocalCluster worker (default 1)")
+    p.add_argument("--memory-limit", help="memory limit per LocalCluster worker, e.g. 4GiB (default auto)")
+    p.add_argument(
+        "--lock-wait",
+        type=float,
+        dest="lock_wait_s",
+        metavar="SECONDS",
+        help="wait this long for another run's lock before exiting 3 (default 0)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar over AOIs on stderr (default: only when stderr is a terminal)",
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``run`` and ``demo``."""
+    p = sub.add_parser(
+        "run",
+        help="run the pipeline for some or all AOIs (nightly: only what is new)",
+        description="Ingest, detect, comply and report for the chosen AOIs, one after the other on "
+        "one Dask cluster, under a lock, recording every AOI in the run ledger. Without --period "
+        "the run is incremental: per AOI only scenes not processed by a successful earlier run "
+        "are ingested, and an AOI with nothing new is reported up to date. A rerun of an "
+        "identical AOI run (same inputs, settings, code) is skipped unless --force; outputs are "
+        "written atomically, so after a crash or kill the same command resumes.",
+        epilog=EXIT_CODES + "\nexamples:\n  asm-monitor run --all                      # nightly, from cron\n"
+        "  asm-monitor run --aoi trombetas --period 2025Q2 --force\n"
+        "  asm-monitor run --all --scheduler tcp://10.0.0.5:8786\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sel = p.add_mutually_exclusive_group()
+    sel.add_argument("--aoi", action="append", metavar="ID", help="AOI id or file (repeatable)")
+    sel.add_argument("--all", action="store_true", help="every AOI in the AOI folder")
+    p.add_argument(
+        "--period",
+        help="YYYY, YYYYQn, YYYY-MM, YYYY-MM-DD or START/END (default: since each AOI's last "
+        "successful run = nightly incremental)",
+    )
+    p.add_argument("--full", action="store_true", help="ignore the ledger: process everything available")
+    p.add_argument("--force", action="store_true", help="recompute AOIs whose identical run already finished")
+    p.add_argument("--dry-run", action="store_true", help="list what would be processed and stop")
+    _add_run_options(p, default_out=None)
+    p.set_defaults(func=_run)
+
+    d = sub.add_parser(
+        "demo",
+        help="run every AOI in aoi/ on the bundled real sample data",
+        description="Run the whole pipeline on the real sample data in ../shared/data "
+        "(override with ASM_SAMPLE_DATA) for every AOI in aoi/, and write map, flags, "
+        "detections, alerts and run summary per AOI.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_run_options(d, default_out="demo-out")
+    d.set_defaults(func=_run, aoi=None, all=True, period=None, dry_run=False, full=True, force=True)

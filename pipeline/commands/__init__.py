@@ -1,1 +1,0 @@
-"""Subcommands of ``asm-monitor``; each module has ``register(subparsers)``."""

@@ -1,0 +1,79 @@
+"""Domain records shared by every stage: frozen dataclasses with attribute docstrings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+from pyproj import CRS
+from shapely.geometry.base import BaseGeometry
+
+from pipeline.core.geometry import aoi_center, geodesic_area_km2, utm_crs_for
+
+WGS84 = CRS.from_epsg(4326)
+
+#: Detection kinds (DESIGN.md data model).
+KIND_MINING = "mining_deforestation"
+KIND_TURBIDITY = "turbidity"
+
+#: Detection confidence levels.
+PROBABLE = "probable"
+CONFIRMED = "confirmed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Aoi:
+    """An area of interest: a protected area, territory or mining district we watch."""
+
+    aoi_id: str
+    """Short id, safe as a path component (``[a-z0-9][a-z0-9_-]*``)."""
+    name: str
+    """Human name, e.g. ``Terra Indígena Munduruku``."""
+    designation: str
+    """national park, reserve, indigenous territory, mining district..."""
+    country: str
+    """Country name or ISO code."""
+    geometry: BaseGeometry
+    """(Multi)Polygon in EPSG:4326, lon/lat order."""
+    protected: bool = False
+    """True when the AOI is itself a protected area or territory (mining inside is flagged)."""
+    wdpa_id: str | None = None
+    """World Database on Protected Areas id, when there is one."""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    """What to read for this AOI (scenes, external detections, registry), paths relative to
+    the sample-data folder; see ``aoi/README.md``."""
+    source_path: str | None = None
+    """File the AOI was loaded from."""
+
+    @property
+    def utm_crs(self) -> CRS:
+        """UTM CRS of the AOI's centroid (metres), for rasters and distances."""
+        return utm_crs_for(self.geometry)
+
+    @property
+    def equal_area_crs(self) -> CRS:
+        """Lambert azimuthal equal-area CRS centred on the AOI: exact hectares anywhere
+        (the centre is antimeridian-aware)."""
+        lon, lat = aoi_center(self.geometry)
+        return CRS.from_proj4(f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m +no_defs")
+
+    @property
+    def area_km2(self) -> float:
+        """Area in km^2 on the WGS 84 ellipsoid."""
+        return geodesic_area_km2(self.geometry)
+
+    def to_frame(self) -> gpd.GeoDataFrame:
+        """One-row GeoDataFrame (EPSG:4326) with the AOI columns of DESIGN.md."""
+        return gpd.GeoDataFrame(
+            {
+                "aoi_id": [self.aoi_id],
+                "name": [self.name],
+                "designation": [self.designation],
+                "country": [self.country],
+                "wdpa_id": [self.wdpa_id],
+                "protected": [self.protected],
+            },
+            geometry=[self.geometry],
+            crs=WGS84,
+        )

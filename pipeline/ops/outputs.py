@@ -1,0 +1,183 @@
+"""Writing one AOI's outputs as a set: staged in a hidden folder beside the previous outputs,
+then swapped into place, so a reader or a crash sees the whole previous run or the whole new
+one. Renders and writes only; :mod:`pipeline.ops.run` computes everything before."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import geopandas as gpd
+import pandas as pd
+
+from pipeline.comply.lifecycle import reportable_flags
+from pipeline.comply.rules import RULEBOOK_VERSION
+from pipeline.core.atomic import write_text
+from pipeline.core.config import Settings
+from pipeline.core.periods import Period
+from pipeline.core.records import CONFIRMED, KIND_MINING, PROBABLE, Aoi
+from pipeline.core.version import __version__
+from pipeline.report.alerts import alert_payloads, write_outbox
+from pipeline.report.exports import write_csv, write_geojson, write_geoparquet
+from pipeline.report.map import write_map
+from pipeline.report.scorecard import scorecard_links
+from pipeline.report.writer import map_link, write_extras
+
+if TYPE_CHECKING:
+    from pipeline.ops.run import AoiResult
+
+
+def write_outputs(
+    stage: Path,
+    *,
+    target: Path,
+    result: AoiResult,
+    aoi: Aoi,
+    settings: Settings,
+    period: Period | None,
+    out_dir: Path,
+    detections: gpd.GeoDataFrame,
+    flags: gpd.GeoDataFrame,
+    sites: gpd.GeoDataFrame | None,
+    licences: pd.DataFrame | None,
+    impact: Any,
+    registry_lines: list[str],
+    attribution: list[str],
+    evidence: dict[str, Any],
+    inputs: dict[str, str],
+    started: datetime,
+    t2: float,
+    chips: dict[str, list[tuple[str, str, str]]],
+) -> AoiResult:
+    """Write every output of one AOI into ``stage`` (the outbox into ``target``, where alerts
+    accumulate across runs) and return the result with its counts and output paths."""
+    outputs = {
+        "flags.geojson": write_geojson(flags, stage / "flags.geojson"),
+        "flags.parquet": write_geoparquet(flags, stage / "flags.parquet"),
+        "flags.csv": write_csv(flags, stage / "flags.csv"),
+        "detections.parquet": write_geoparquet(detections, stage / "detections.parquet"),
+        "detections.geojson": write_geojson(detections, stage / "detections.geojson"),
+        "detections.csv": write_csv(detections, stage / "detections.csv"),
+        "aoi.geojson": write_geojson(aoi.to_frame(), stage / "aoi.geojson"),
+    }
+    if sites is not None:
+        outputs["sites.parquet"] = write_geoparquet(sites, stage / "sites.parquet")
+        outputs["sites_report.txt"] = write_text(stage / "sites_report.txt", "\n".join(registry_lines) + "\n")
+    outputs["map.html"] = write_map(
+        stage / "map.html",
+        aoi=aoi.to_frame(),
+        detections=detections,
+        flags=flags,
+        sites=sites,
+        title=aoi.name,
+        attribution="; ".join(a for a in attribution if a),
+        lang=settings.lang,
+        run_id=result.run_id,
+        scorecards=scorecard_links(sites),
+        chips=chips,
+    )
+    outputs.update(
+        write_extras(
+            stage,
+            aoi=aoi,
+            flags=flags,
+            detections=detections,
+            sites=sites,
+            settings=settings,
+            out_dir=out_dir,
+            impact=impact,
+            licences=licences,
+        )
+    )
+    payloads = alert_payloads(
+        flags,
+        map_link=map_link(aoi.aoi_id, base_url=settings.alerts.base_url),
+        min_severity=settings.alerts.min_severity,
+        aoi_name=aoi.name,
+    )
+    write_outbox(payloads, target / "alerts" / "outbox")
+    result.timings_s["report"] = round(time.perf_counter() - t2, 3)
+
+    mining = detections[detections["kind"] == KIND_MINING]
+    result.detections = len(detections)
+    result.detections_ha = round(float(mining["area_ha"].sum()), 2)
+    real = reportable_flags(flags)
+    result.flags_by_status = {str(k): int(v) for k, v in flags["status"].value_counts().sort_index().items()}
+    result.flags_by_rule = {str(k): int(v) for k, v in flags["rule_id"].value_counts().sort_index().items()}
+    result.flags_by_severity = {
+        str(k): int(v) for k, v in flags["severity"].value_counts().sort_index().items()
+    }
+    # overlapping titles share hectares: count each flagged hectare once
+    result.flagged_ha = (
+        round(float(real.to_crs(aoi.equal_area_crs).union_all().area / 1e4), 2) if len(real) else 0.0
+    )
+    result.alerts_queued = len(payloads)
+    result.outputs = {k: str(v) for k, v in outputs.items()}
+    summary = {
+        "run_id": result.run_id,
+        "aoi_id": aoi.aoi_id,
+        "aoi_name": aoi.name,
+        "period": str(period) if period else "all",
+        "status": result.status,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code_version": __version__,
+        "rulebook_version": RULEBOOK_VERSION,
+        "inputs": inputs,
+        "counts": {
+            "detections": result.detections,
+            "mining_detections_ha": result.detections_ha,
+            "flags_by_rule": result.flags_by_rule,
+            "flags_by_severity": result.flags_by_severity,
+            "flags_by_status": result.flags_by_status,
+            "flagged_ha": result.flagged_ha,
+            "alerts": result.alerts_queued,
+            "sites": None if sites is None else len(sites),
+        },
+        "evidence": evidence,
+        "registry_report": registry_lines,
+        "timings_s": result.timings_s,
+        "outputs": {
+            **{k: str(Path(v).relative_to(stage)) for k, v in result.outputs.items()},
+            "alerts/outbox": "alerts/outbox",
+        },
+        "confidence_levels": [PROBABLE, CONFIRMED],
+    }
+    write_text(stage / "run.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
+    result.outputs["run.json"] = str(stage / "run.json")
+    return result
+
+
+def staging_dir(out_dir: Path, aoi_id: str, run_id: str) -> Path:
+    """A fresh hidden folder beside the AOI's outputs; leftovers of a crashed run are cleared
+    first (and a swap cut short between its two renames is completed)."""
+    target = out_dir / aoi_id
+    for old in sorted(out_dir.glob(f".{aoi_id}.old-*")):
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:  # killed between the two renames of swap_into_place: the old outputs come back
+            os.replace(old, target)
+    for leftover in out_dir.glob(f".{aoi_id}.staging-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    stage = out_dir / f".{aoi_id}.staging-{run_id}"
+    stage.mkdir(parents=True)
+    return stage
+
+
+def swap_into_place(stage: Path, target: Path) -> None:
+    """Replace ``target`` by ``stage`` as one set: a reader or a crash sees either the whole
+    previous run or the whole new one. The outbox (alerts accumulate across runs) moves over."""
+    if not target.exists():
+        os.replace(stage, target)
+        return
+    old = target.parent / f".{target.name}.old-{stage.name.rsplit('-', 1)[-1]}"
+    os.replace(target, old)
+    os.replace(stage, target)
+    if (old / "alerts").exists():
+        os.replace(old / "alerts", target / "alerts")
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,290 @@
+"""The night's loop over AOIs: lock, ledger, incremental plan, resume, one Dask client.
+
+:func:`pipeline.ops.run.run` is the public entry point; this module holds its machinery so
+``run.py`` stays about one AOI.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import socket
+import sqlite3
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from pipeline.core.atomic import write_text
+from pipeline.core.config import Settings
+from pipeline.core.errors import NoDataError, PipelineError
+from pipeline.core.logcontext import log_context
+from pipeline.core.periods import Period
+from pipeline.core.records import Aoi
+from pipeline.ingest.paths import sample_data_dir
+from pipeline.ops.cluster import PeakMemory, check_worker_paths, dask_client
+from pipeline.ops.incremental import input_files, input_fingerprints, plan_aoi
+from pipeline.state.lock import lock_path_for, run_lock
+from pipeline.state.runledger import DONE_STATUSES, RunLedger, code_version, model_hash
+
+if TYPE_CHECKING:
+    from pipeline.ops.run import AoiResult
+
+log = logging.getLogger("pipeline.ops.run")
+
+#: Test hook: seconds to sleep after each finished AOI, so a test can ``kill -9`` a run
+#: between two AOIs deterministically. Never set in production.
+PAUSE_ENV = "ASM_PAUSE_AFTER_AOI_S"
+
+
+def disk_full_message(exc: BaseException, out_dir: Path) -> str | None:
+    """The error a user sees when ``exc`` means the disk (or quota) is full, else None."""
+    sqlite_full = isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+    if not sqlite_full and not (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
+        return None
+    where = Path(getattr(exc, "filename", None) or out_dir)
+    try:
+        free = f"{shutil.disk_usage(where if where.is_dir() else where.parent).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return (
+        f"No space left on the disk of {where} ({free}). Free some space there, or pass "
+        "--out / --state-db on a larger disk, then run the same command again: files written "
+        "so far are whole (atomic writes) and the AOI is recomputed."
+    )
+
+
+def new_run_id() -> str:
+    """Time-ordered, unique id of one invocation: ``20261123T021500Z-3f2a1c``."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def run_all(
+    aois: Sequence[Aoi],
+    *,
+    settings: Settings,
+    period: Period | None,
+    out_dir: Path,
+    run_one: Callable[..., AoiResult],
+    make_id: Callable[[Aoi, Period | None, dict[str, str], Settings], str],
+    result_type: type[AoiResult],
+    incremental: bool = False,
+    force: bool = False,
+    progress: bool | None = None,
+    command: str = "",
+) -> list[AoiResult]:
+    """See :func:`pipeline.ops.run.run`."""
+    from pipeline.comply.rules import RULEBOOK_VERSION
+
+    root = sample_data_dir(settings.sample_data)
+    show = sys.stderr.isatty() if progress is None else progress
+    with run_lock(lock_path_for(settings.state_path), wait_s=settings.run.lock_wait_s):
+        ledger = RunLedger(settings.state_path)
+        stale = ledger.recover_interrupted()
+        if stale:
+            log.warning("runs %s did not finish (killed?): marked interrupted; resuming", ", ".join(stale))
+        run_id = new_run_id()
+        ledger.start_run(
+            run_id,
+            command=command or " ".join(sys.argv),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            period=str(period) if period else ("incremental" if incremental else "all"),
+            scheduler=settings.run.scheduler,
+            code_version=code_version(),
+            rulebook_version=RULEBOOK_VERSION,
+            model_hash=model_hash(settings.detect),
+            n_aois=len(aois),
+        )
+        t_run = time.perf_counter()
+        results: list[AoiResult] = []
+        mem = PeakMemory()
+        status, exit_code = "interrupted", 130
+        try:
+            with (
+                log_context(run_id=run_id),
+                mem,
+                dask_client(settings.run) as client,
+                logging_redirect_tqdm(),
+            ):
+                log.info("run %s: %d AOIs, state %s", run_id, len(aois), settings.state_path)
+                bar = tqdm(aois, desc="AOIs", unit="aoi", disable=not show, file=sys.stderr)
+                for seq, aoi in enumerate(bar):
+                    bar.set_postfix_str(aoi.aoi_id)
+                    with log_context(aoi_id=aoi.aoi_id):
+                        res = _one_aoi(
+                            aoi,
+                            seq=seq,
+                            run_id=run_id,
+                            ledger=ledger,
+                            settings=settings,
+                            period=period,
+                            out_dir=out_dir,
+                            root=root,
+                            incremental=incremental,
+                            force=force,
+                            client=client,
+                            mem=mem,
+                            run_one=run_one,
+                            make_id=make_id,
+                            result_type=result_type,
+                        )
+                    results.append(res)
+                    pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
+                    if pause > 0:
+                        time.sleep(pause)
+            failed = [r for r in results if r.status == "failed"]
+            status = "ok" if not failed else "failed" if len(failed) == len(results) else "partial"
+            exit_code = 1 if failed else 0
+        except PipelineError as exc:  # the cluster could not start: nothing ran
+            status, exit_code = "failed", exc.exit_code
+            raise
+        finally:
+            ledger.finish_run(
+                run_id,
+                status=status,
+                exit_code=exit_code,
+                duration_s=round(time.perf_counter() - t_run, 3),
+                peak_rss_mib=mem.peak_mib,
+            )
+            if status == "interrupted":
+                ledger.recover_interrupted()  # the AOI being processed when the signal came
+        write_text(
+            out_dir / "summary.json",
+            json.dumps(
+                {"run_id": run_id, "status": status, "aois": [asdict(r) for r in results]},
+                indent=2,
+                ensure_ascii=False,
+                default=str,
+            )
+            + "\n",
+        )
+        log.info(
+            "run %s %s in %.1f s, peak memory %.0f MiB",
+            run_id,
+            status,
+            time.perf_counter() - t_run,
+            mem.peak_mib,
+            extra={"run_id": run_id},
+        )
+    return results
+
+
+def _one_aoi(
+    aoi: Aoi,
+    *,
+    seq: int,
+    run_id: str,
+    ledger: RunLedger,
+    settings: Settings,
+    period: Period | None,
+    out_dir: Path,
+    root: Path,
+    incremental: bool,
+    force: bool,
+    client: Any,
+    mem: PeakMemory,
+    run_one: Callable[..., AoiResult],
+    make_id: Callable[[Aoi, Period | None, dict[str, str], Settings], str],
+    result_type: type[AoiResult],
+) -> AoiResult:
+    t0 = time.perf_counter()
+    mem.reset()
+    ledger.start_aoi(run_id, aoi.aoi_id, seq=seq, period=str(period) if period else None)
+    res = result_type(aoi_id=aoi.aoi_id)
+    inputs: dict[str, str] = {}
+    try:
+        last = ledger.last_success(aoi.aoi_id)
+        plan = plan_aoi(
+            aoi,
+            root=root,
+            period=period,
+            incremental=incremental,
+            processed=ledger.processed_inputs(aoi.aoi_id) if incremental else {},
+            last_success=last.finished if last else None,
+            today=datetime.now(UTC).date(),
+        )
+        res.period = str(plan.period) if plan.period else "all"
+        res.reason = plan.reason
+        if plan.action == "up_to_date":
+            assert last is not None
+            res.status, res.run_id, res.outputs = "up_to_date", last.aoi_run_id or "", last.outputs
+            res.period = last.period or ""
+            log.info("AOI %s up to date: %s", aoi.aoi_id, plan.reason)
+        else:
+            inputs = input_fingerprints(plan.aoi, root=root)
+            aoi_run_id = make_id(plan.aoi, plan.period, inputs, settings)
+            done = None if force else ledger.completed(aoi.aoi_id, aoi_run_id)
+            if done is not None and all(Path(p).exists() for p in done.outputs.values()):
+                res.status, res.run_id, res.outputs = "skipped", aoi_run_id, done.outputs
+                res.reason = f"already done by run {done.run_id} (same inputs, settings and code)"
+                log.info("AOI %s: %s; --force recomputes", aoi.aoi_id, res.reason)
+                inputs = {}
+            else:
+                log.info("AOI %s: %s", aoi.aoi_id, plan.reason)
+                res.run_id = aoi_run_id
+                check_worker_paths(client, input_files(plan.aoi, root=root))
+                res = run_one(
+                    plan.aoi,
+                    settings=settings,
+                    period=plan.period,
+                    out_dir=out_dir,
+                    inputs=inputs,
+                    run_id=aoi_run_id,
+                )
+                res.period, res.reason = str(plan.period) if plan.period else "all", plan.reason
+    except NoDataError as exc:
+        log.warning("AOI %s: no usable data: %s", aoi.aoi_id, exc)
+        res.status, res.error = "no_data", str(exc)
+    except PipelineError as exc:
+        log.error("AOI %s failed: %s", aoi.aoi_id, exc)
+        res.status, res.error = "failed", str(exc)
+    except Exception as exc:  # one AOI's bug must not stop the night's other AOIs
+        full = disk_full_message(exc, out_dir)
+        if full:
+            log.error("AOI %s failed: %s", aoi.aoi_id, full)
+            res.status, res.error = "failed", full
+        else:
+            log.exception("AOI %s failed unexpectedly", aoi.aoi_id)
+            res.status, res.error = "failed", f"{type(exc).__name__}: {exc}"
+    res.timings_s["total"] = round(time.perf_counter() - t0, 3)
+    res.peak_rss_mib = mem.peak_mib
+    res.ledger_run_id = run_id
+    ledger.finish_aoi(
+        run_id,
+        aoi.aoi_id,
+        status=res.status,
+        aoi_run_id=res.run_id or None,
+        period=res.period or None,
+        error=res.error,
+        duration_s=res.timings_s["total"],
+        peak_rss_mib=res.peak_rss_mib,
+        timings=res.timings_s,
+        counts={
+            "detections": res.detections,
+            "mining_detections_ha": res.detections_ha,
+            "flags_by_rule": res.flags_by_rule,
+            "flagged_ha": res.flagged_ha,
+            "alerts": res.alerts_queued,
+        },
+        outputs=res.outputs,
+        inputs=inputs if res.status in (*DONE_STATUSES, "failed") else {},
+    )
+    log.info(
+        "AOI %s %s in %.1f s (peak %.0f MiB)",
+        aoi.aoi_id,
+        res.status,
+        res.timings_s["total"],
+        res.peak_rss_mib,
+    )
+    return res
