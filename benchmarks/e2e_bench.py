@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BANDS, PIXEL_M, Timer, aoi_over, append_results, cpu_seconds, settings_for, write_scene
 
 from pipeline.ops.cluster import PeakMemory, dask_client
-from pipeline.ops.run import open_cube, run
+from pipeline.ops.imagery import open_cube
+from pipeline.ops.run import run
 
 # Block-wise detection keeps a uint8 code raster, its int32 labels and the values inside the
 # masks (~0.01 GiB per Mpx measured at 10980 px; was 0.09 when every product was computed).

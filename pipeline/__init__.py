@@ -48,7 +48,7 @@ def load_aoi(path: str | Path, *, settings: Settings | None = None, repair: bool
 
 def open_cube(aoi: Aoi, *, settings: Settings | None = None) -> xr.Dataset:
     """Lazy reflectance cube of an imagery AOI, dims ``("time", "y", "x")`` per band."""
-    from pipeline.ops.run import open_cube as _open
+    from pipeline.ops.imagery import open_cube as _open
 
     return _open(aoi, settings=settings or load_settings())
 

@@ -18,6 +18,7 @@ import pandas as pd
 import xarray as xr
 from scipy import ndimage
 
+from pipeline.analyst.imagery import scene_products
 from pipeline.comply.impact import ImpactTables, impact_tables
 from pipeline.core.config import Settings, settings_or_default
 from pipeline.core.errors import ConfigError, NoDataError
@@ -68,8 +69,6 @@ def river_turbidity(
     calibrated
         Use the in-situ calibrated FNU instead of Dogliotti's.
     """
-    from pipeline.analyst.api import scene_products  # api re-exports this module: import at call time
-
     products = scene_products(aoi, settings=settings)
     name = "turbidity_cal_fnu" if calibrated else "turbidity_fnu"
     computed = products[[name, "landcover"]].compute()
@@ -165,7 +164,7 @@ def turbidity_matchups(
         ``date``, ``turbidity`` (in situ, NTU), ``calibrated_fnu`` (shipped / configured
         calibration), ``dogliotti_fnu``, the canonical bands (reflectance) and ``held_out``.
     """
-    from pipeline.detect.turbidity import _dogliotti
+    from pipeline.detect.turbidity import dogliotti_kernel
     from pipeline.ingest.training import read_turbidity_matchups
     from pipeline.state.models import load_turbidity_calibration
 
@@ -182,7 +181,7 @@ def turbidity_matchups(
     bands = {b: frame[b].to_numpy(np.float64) for b in cal.bands()}
     return frame.assign(
         calibrated_fnu=cal.predict(bands),
-        dogliotti_fnu=_dogliotti(frame["red"].to_numpy(np.float32), frame["nir"].to_numpy(np.float32)),
+        dogliotti_fnu=dogliotti_kernel(frame["red"].to_numpy(np.float32), frame["nir"].to_numpy(np.float32)),
         held_out=frame["date"] > pd.Timestamp(train_until),
     )
 

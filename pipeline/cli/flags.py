@@ -19,7 +19,7 @@ def state_path(args: argparse.Namespace) -> Path:
     return settings_from_args(args).state_path
 
 
-def _open(args: argparse.Namespace) -> StateStore:
+def open_store(args: argparse.Namespace) -> StateStore:
     path = state_path(args)
     if not path.is_file():
         from pipeline.core.errors import DataNotFoundError
@@ -31,7 +31,7 @@ def _open(args: argparse.Namespace) -> StateStore:
 
 
 def _list(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store(args) as store:
         states = store.latest_states(args.aoi)
     w = sys.stdout.write
     shown = 0
@@ -48,7 +48,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store(args) as store:
         history = store.flag_history(args.flag_id)
         events = [r for r in store.ledger_rows() if r["flag_id"] == args.flag_id]
     if not history and not events:
@@ -66,7 +66,7 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _suppress(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store(args) as store:
         sup = store.suppress(args.flag_id, reason=args.reason, analyst=args.analyst or getpass.getuser())
     sys.stdout.write(
         f"suppressed {sup.flag_id} at {sup.area_ha:.2f} ha; it comes back as 'worsening' when its "
@@ -76,7 +76,7 @@ def _suppress(args: argparse.Namespace) -> int:
 
 
 def _unsuppress(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store(args) as store:
         store.unsuppress(args.flag_id, analyst=args.analyst or getpass.getuser())
     sys.stdout.write(f"unsuppressed {args.flag_id}; the next run reports it again\n")
     return 0

@@ -6,11 +6,11 @@ import argparse
 import json
 import sys
 
-from pipeline.cli.flags import _open, add_state_options
+from pipeline.cli.flags import add_state_options, open_store
 
 
 def _verify(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store(args) as store:
         rows, head, problems = store.verify_ledger()
     w = sys.stdout.write
     if problems:
@@ -23,7 +23,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store(args) as store:
         rows = store.ledger_rows()
     for r in rows[-args.last :] if args.last else rows:
         sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")

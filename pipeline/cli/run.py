@@ -13,11 +13,11 @@ from pipeline.cli.args import settings_from_args
 from pipeline.core.config import Settings
 from pipeline.core.errors import ConfigError
 from pipeline.core.periods import Period, parse_period
-from pipeline.core.records import Aoi
+from pipeline.core.records import Aoi, AoiResult
 from pipeline.ingest.aoi import list_aoi_files, load_aoi
 from pipeline.ingest.paths import sample_data_dir
 from pipeline.ops.incremental import input_fingerprints, plan_aoi
-from pipeline.ops.run import AoiResult, run
+from pipeline.ops.run import run
 from pipeline.state.runledger import RunLedger
 
 

@@ -22,6 +22,30 @@ PROBABLE = "probable"
 CONFIRMED = "confirmed"
 
 
+#: Columns every Detection table has (DESIGN.md data model), whatever made it.
+DETECTION_COLUMNS = (
+    "detection_id",
+    "kind",
+    "aoi_id",
+    "area_ha",
+    "first_seen",
+    "last_seen",
+    "period",
+    "confidence",
+    "source",
+    "mined_area_ha",
+    "mean_ndvi",
+    "mean_bsi",
+    "mean_turbidity_fnu",
+    "median_turbidity_fnu",
+)
+
+
+def empty_detections() -> gpd.GeoDataFrame:
+    """A Detection table with no rows (EPSG:4326)."""
+    return gpd.GeoDataFrame(columns=[*DETECTION_COLUMNS, "geometry"], geometry="geometry", crs=WGS84)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Aoi:
     """An area of interest: a protected area, territory or mining district we watch."""
@@ -77,3 +101,32 @@ class Aoi:
             geometry=[self.geometry],
             crs=WGS84,
         )
+
+
+@dataclass
+class AoiResult:
+    """What one AOI's run produced."""
+
+    aoi_id: str
+    status: str = "ok"
+    """ok, no_data, failed, up_to_date (incremental: no new input) or skipped (this exact
+    AOI run id already finished; ``--force`` recomputes)."""
+    run_id: str = ""
+    error: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    detections: int = 0
+    detections_ha: float = 0.0
+    flags_by_rule: dict[str, int] = field(default_factory=dict)
+    flags_by_severity: dict[str, int] = field(default_factory=dict)
+    flags_by_status: dict[str, int] = field(default_factory=dict)
+    flagged_ha: float = 0.0
+    alerts_queued: int = 0
+    timings_s: dict[str, float] = field(default_factory=dict)
+    period: str = ""
+    """Period processed (``all``, a label, or an incremental ``START/END``)."""
+    reason: str = ""
+    """Why the AOI was run, skipped or found up to date (one line)."""
+    peak_rss_mib: float = 0.0
+    """Peak resident memory of the run's process tree while this AOI ran (MiB)."""
+    ledger_run_id: str = ""
+    """Id of the invocation in the run ledger (``asm-monitor runs show``)."""

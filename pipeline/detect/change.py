@@ -178,7 +178,7 @@ def clean_mask(mask: xr.DataArray, *, radius_px: int = 1) -> xr.DataArray:
     return mask.copy(data=out).rename("mask")
 
 
-def _days(times: np.ndarray) -> np.ndarray:
+def epoch_days(times: np.ndarray) -> np.ndarray:
     out = times.astype("datetime64[D]").astype("int64").astype("float64")
     out[np.isnat(times)] = np.nan
     return out
@@ -202,7 +202,7 @@ def change_polygons(
     with the :func:`vectorize_mask` columns plus ``first_seen``, ``last_seen``,
     ``confirmed_fraction``, ``confidence``.
     """
-    days = {"first_seen": _days(first_seen), "last_seen": _days(last_seen)}
+    days = {"first_seen": epoch_days(first_seen), "last_seen": epoch_days(last_seen)}
     frame = vectorize_mask(
         status > NONE,
         transform=transform,

@@ -26,7 +26,7 @@ from sklearn.tree import DecisionTreeClassifier
 from pipeline.core.errors import ModelError
 from pipeline.detect.features import feature_stack, required_bands
 from pipeline.detect.landcover import CLASS_CODES, MASKED, NODATA, WATER_CLEAR, WATER_TURBID
-from pipeline.detect.turbidity import _dogliotti
+from pipeline.detect.turbidity import dogliotti_kernel
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,7 +163,7 @@ def _predict_codes(model: PixelClassifier, x: np.ndarray) -> tuple[np.ndarray, n
 _STRIP_PX = 1 << 15
 
 
-def _classify_block(
+def classify_block(
     *arrays: np.ndarray,
     model: PixelClassifier,
     names: tuple[str, ...],
@@ -196,7 +196,7 @@ def _classify_block(
     if turbid_fnu_min is not None:
         water = codes == WATER_CLEAR
         if water.any():
-            fnu = _dogliotti(bands["red"][water], bands["nir"][water])
+            fnu = dogliotti_kernel(bands["red"][water], bands["nir"][water])
             codes[water] = np.where(fnu > turbid_fnu_min, WATER_TURBID, WATER_CLEAR)
     if has_mask:
         masked = np.asarray(arrays[-1], dtype=bool)
@@ -239,7 +239,7 @@ def classify_pixels(
         raise ModelError(f"The model needs bands {list(names)}; missing {missing}. Load them from the scene.")
     args = [bands[b] for b in names] + ([mask] if mask is not None else [])
     codes, prob = xr.apply_ufunc(
-        _classify_block,
+        classify_block,
         *args,
         kwargs={
             "model": model,

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from pipeline.core.errors import ConfigError
-from pipeline.detect.indices import _bsi, _nd
+from pipeline.detect.indices import bsi_kernel, nd_kernel
 
 BANDS = ("blue", "green", "red", "nir", "swir1", "swir2")
 
@@ -49,9 +49,9 @@ def required_bands(features: Sequence[str]) -> tuple[str, ...]:
 
 def _index(name: str, b: Mapping[str, np.ndarray]) -> np.ndarray:
     if name == "bsi":
-        return _bsi(b["blue"], b["red"], b["nir"], b["swir1"])
+        return bsi_kernel(b["blue"], b["red"], b["nir"], b["swir1"])
     first, second = INDEX_BANDS[name]
-    return _nd(b[first], b[second])
+    return nd_kernel(b[first], b[second])
 
 
 def feature_stack(bands: Mapping[str, np.ndarray], features: Sequence[str]) -> np.ndarray:

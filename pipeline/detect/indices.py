@@ -23,7 +23,7 @@ def _check_same_grid(*arrays: xr.DataArray) -> None:
             )
 
 
-def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def nd_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a.astype(np.float32, copy=False)
     b = b.astype(np.float32, copy=False)
     den = a + b
@@ -35,7 +35,7 @@ def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def normalized_difference(a: xr.DataArray, b: xr.DataArray, *, name: str) -> xr.DataArray:
     """``(a - b) / (a + b)``, lazily for dask inputs."""
     _check_same_grid(a, b)
-    out = xr.apply_ufunc(_nd, a, b, dask="parallelized", output_dtypes=[np.float32])
+    out = xr.apply_ufunc(nd_kernel, a, b, dask="parallelized", output_dtypes=[np.float32])
     return out.rename(name)
 
 
@@ -59,8 +59,8 @@ def ndti(red: xr.DataArray, green: xr.DataArray, *, name: str = "ndti") -> xr.Da
     return normalized_difference(red, green, name=name)
 
 
-def _bsi(blue: np.ndarray, red: np.ndarray, nir: np.ndarray, swir1: np.ndarray) -> np.ndarray:
-    return _nd(swir1.astype(np.float32) + red, nir.astype(np.float32) + blue)
+def bsi_kernel(blue: np.ndarray, red: np.ndarray, nir: np.ndarray, swir1: np.ndarray) -> np.ndarray:
+    return nd_kernel(swir1.astype(np.float32) + red, nir.astype(np.float32) + blue)
 
 
 def bsi(
@@ -74,7 +74,7 @@ def bsi(
     """Bare Soil Index ``((SWIR1 + R) - (NIR + B)) / ((SWIR1 + R) + (NIR + B))``
     (S2: B02, B04, B08, B11)."""
     _check_same_grid(blue, red, nir, swir1)
-    out = xr.apply_ufunc(_bsi, blue, red, nir, swir1, dask="parallelized", output_dtypes=[np.float32])
+    out = xr.apply_ufunc(bsi_kernel, blue, red, nir, swir1, dask="parallelized", output_dtypes=[np.float32])
     return out.rename(name)
 
 

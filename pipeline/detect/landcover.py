@@ -34,7 +34,7 @@ CLASS_CODES = {name: code for code, name in CLASS_NAMES.items()} | {"water": WAT
 VALID_CODES = (FOREST, OTHER_VEG, BARE, WATER_CLEAR, WATER_TURBID, BUILT_UP)
 
 
-def _classify(
+def classify_kernel(
     ndvi: np.ndarray,
     mndwi: np.ndarray,
     bsi: np.ndarray,
@@ -65,7 +65,7 @@ def classify_indices(
 ) -> xr.DataArray:
     """Class codes (uint8, see ``CLASS_NAMES``) with the inputs' dims, lazily for dask."""
     out = xr.apply_ufunc(
-        _classify,
+        classify_kernel,
         ndvi,
         mndwi,
         bsi,

@@ -26,7 +26,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from pipeline.detect.vectorize import _frame_from_components
+from pipeline.detect.vectorize import frame_from_components
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -318,7 +318,7 @@ def vectorize_labelled(
         win[r - r0, c - c0] = True
         return (slice(r0, r0 + win.shape[0]), slice(c0, c0 + win.shape[1])), win
 
-    return _frame_from_components(
+    return frame_from_components(
         labels,
         count,
         window,

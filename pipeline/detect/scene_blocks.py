@@ -27,13 +27,13 @@ from pyproj import CRS
 
 from pipeline.core.config import DetectParams
 from pipeline.core.records import CONFIRMED, KIND_MINING, PROBABLE
-from pipeline.detect.change import _days
-from pipeline.detect.classify import PixelClassifier, _classify_block
-from pipeline.detect.indices import _bsi, _nd
-from pipeline.detect.landcover import BARE, WATER_CLEAR, WATER_TURBID, _classify
+from pipeline.detect.change import epoch_days
+from pipeline.detect.classify import PixelClassifier, classify_block
+from pipeline.detect.indices import bsi_kernel, nd_kernel
+from pipeline.detect.landcover import BARE, WATER_CLEAR, WATER_TURBID, classify_kernel
 from pipeline.detect.pieces import Assembled, assemble_pieces, gather_pieces, make_piece, vectorize_labelled
 from pipeline.detect.scene import CANONICAL, combine_detections, detection_cube, scene_products
-from pipeline.detect.turbidity import TurbidityCalibration, _calibrated_block, _dogliotti
+from pipeline.detect.turbidity import TurbidityCalibration, calibrated_block, dogliotti_kernel
 
 #: Bits of the packed code raster (the low 3 bits hold the landcover code, 0..7).
 MINING_BIT, CONFIRMED_BIT, TURBID_BIT, WATER_BIT = 8, 16, 32, 64
@@ -72,12 +72,12 @@ def _classify_scene_block(
     """One chunk of a one-date cube -> its :class:`~pipeline.detect.pieces.Piece`: the
     kernels of :func:`scene_products`, fused."""
     b = {name: np.asarray(a)[0] for name, a in zip(CANONICAL, arrays, strict=True)}
-    v = _nd(b["nir"], b["red"])
-    w = _nd(b["green"], b["swir1"])
-    s = _bsi(b["blue"], b["red"], b["nir"], b["swir1"])
+    v = nd_kernel(b["nir"], b["red"])
+    w = nd_kernel(b["green"], b["swir1"])
+    s = bsi_kernel(b["blue"], b["red"], b["nir"], b["swir1"])
     if model is not None:
         names = tuple(dict.fromkeys((*model.bands, "red", "nir")))
-        lc, prob = _classify_block(
+        lc, prob = classify_block(
             *[b[n] for n in names],
             model=model,
             names=names,
@@ -89,8 +89,8 @@ def _classify_scene_block(
         # values equal a whole-chunk evaluation
         candidate = w > params.water_mndwi_min
         fnu_in = np.full(v.shape, np.nan, dtype=np.float32)
-        fnu_in[candidate] = _dogliotti(b["red"][candidate], b["nir"][candidate])
-        lc = _classify(
+        fnu_in[candidate] = dogliotti_kernel(b["red"][candidate], b["nir"][candidate])
+        lc = classify_kernel(
             v,
             w,
             s,
@@ -105,7 +105,7 @@ def _classify_scene_block(
     packed = _pack(lc, lc == BARE, np.broadcast_to(False, lc.shape), lc == WATER_TURBID)
     water = (packed & np.uint8(WATER_BIT)) != 0
     fnu = np.full(v.shape, np.nan, dtype=np.float32)
-    fnu[water] = _dogliotti(b["red"][water], b["nir"][water])
+    fnu[water] = dogliotti_kernel(b["red"][water], b["nir"][water])
     values: dict[str, tuple[np.ndarray, int]] = {
         "ndvi": (v, _POLYGONS),
         "bsi": (s, _POLYGONS),
@@ -116,7 +116,7 @@ def _classify_scene_block(
         # the calibration is only ever read on water: evaluate it there alone
         cal = np.full(lc.shape, np.nan, dtype=np.float32)
         if water.any():
-            cal[water] = _calibrated_block(
+            cal[water] = calibrated_block(
                 *[b[k][water] for k in calibration.bands()], calibration=calibration
             )
         values["turbidity_cal_fnu"] = (cal, _POLYGONS)
@@ -247,8 +247,8 @@ def scene_detections_sparse(
         where[in_m],
         stats={k: values[k][in_m] for k in rasters.stats},
         reduce={
-            "first_seen": (_days(first[in_m]), "min"),
-            "last_seen": (_days(last[in_m]), "max"),
+            "first_seen": (epoch_days(first[in_m]), "min"),
+            "last_seen": (epoch_days(last[in_m]), "max"),
             "confirmed_fraction": (confirmed.astype(np.float64), "mean"),
         },
         **common,

@@ -39,7 +39,7 @@ def _single(rho: np.ndarray, a: float, c: float) -> np.ndarray:
     return np.where((rho >= 0) & (rho < c), t, np.nan).astype(np.float32)
 
 
-def _dogliotti(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
+def dogliotti_kernel(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
     red = red.astype(np.float32, copy=False)
     nir = nir.astype(np.float32, copy=False)
     t_red = _single(red, RED_A, RED_C)
@@ -56,7 +56,7 @@ def dogliotti_fnu(red: xr.DataArray, nir: xr.DataArray, *, name: str = "turbidit
     Apply to water pixels only (mask first); returns float32 with the inputs' dims, NaN
     where the retrieval saturates.
     """
-    out = xr.apply_ufunc(_dogliotti, red, nir, dask="parallelized", output_dtypes=[np.float32])
+    out = xr.apply_ufunc(dogliotti_kernel, red, nir, dask="parallelized", output_dtypes=[np.float32])
     out.attrs["units"] = "FNU"
     return out.rename(name)
 
@@ -101,7 +101,9 @@ def _predictor(name: str, b: Mapping[str, np.ndarray]) -> np.ndarray:
         if name == "log_red":
             return np.log(np.where(red > 0, red, np.nan))
         if name == "log_dogliotti":
-            t = _dogliotti(red.astype(np.float32), np.asarray(b["nir"], dtype=np.float32)).astype(np.float64)
+            t = dogliotti_kernel(red.astype(np.float32), np.asarray(b["nir"], dtype=np.float32)).astype(
+                np.float64
+            )
             return np.log(np.where(t > 0, t, np.nan))
     raise ConfigError(f"Unknown turbidity predictor '{name}'; use one of {sorted(PREDICTORS)}.")
 
@@ -244,7 +246,7 @@ def fit_turbidity_calibration(
     )
 
 
-def _calibrated_block(*arrays: np.ndarray, calibration: TurbidityCalibration) -> np.ndarray:
+def calibrated_block(*arrays: np.ndarray, calibration: TurbidityCalibration) -> np.ndarray:
     return calibration.predict(dict(zip(calibration.bands(), arrays, strict=True)))
 
 
@@ -260,7 +262,7 @@ def calibrated_fnu(
     if missing:
         raise RasterError(f"The calibration needs bands {list(calibration.bands())}; missing {missing}.")
     out = xr.apply_ufunc(
-        _calibrated_block,
+        calibrated_block,
         *[bands[b] for b in calibration.bands()],
         kwargs={"calibration": calibration},
         dask="parallelized",

@@ -119,7 +119,7 @@ def vectorize_sparse(
         sl = slices[i - 1]
         return (sl[0], sl[1]), labels[sl] == i
 
-    return _frame_from_components(
+    return frame_from_components(
         labels[mask],
         count,
         window,
@@ -133,7 +133,7 @@ def vectorize_sparse(
     )
 
 
-def _frame_from_components(
+def frame_from_components(
     mask_labels: np.ndarray,
     count: int,
     window: Callable[[int], tuple[tuple[slice, slice], np.ndarray]],

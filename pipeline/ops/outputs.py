@@ -8,19 +8,21 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
 
+from pipeline.comply.impact import ImpactTables
 from pipeline.comply.lifecycle import reportable_flags
 from pipeline.comply.rules import RULEBOOK_VERSION
 from pipeline.core.atomic import write_text
 from pipeline.core.config import Settings
 from pipeline.core.periods import Period
-from pipeline.core.records import CONFIRMED, KIND_MINING, PROBABLE, Aoi
+from pipeline.core.records import CONFIRMED, KIND_MINING, PROBABLE, Aoi, AoiResult
 from pipeline.core.version import __version__
 from pipeline.report.alerts import alert_payloads, write_outbox
 from pipeline.report.exports import write_csv, write_geojson, write_geoparquet
@@ -28,12 +30,37 @@ from pipeline.report.map import write_map
 from pipeline.report.scorecard import scorecard_links
 from pipeline.report.writer import map_link, write_extras
 
-if TYPE_CHECKING:
-    from pipeline.ops.run import AoiResult
+
+@dataclass(frozen=True, kw_only=True)
+class AoiProducts:
+    """What one AOI's run computed, handed to :func:`write_outputs` to render and write."""
+
+    detections: gpd.GeoDataFrame
+    """Detection table (EPSG:4326), ours and external."""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    """The imagery detector's evidence summary (``run.json``)."""
+    attribution: list[str] = field(default_factory=list)
+    """Attribution lines the sources require on every map."""
+    flags: gpd.GeoDataFrame | None = None
+    sites: gpd.GeoDataFrame | None = None
+    licences: pd.DataFrame | None = None
+    impact: ImpactTables | None = None
+    registry_lines: list[str] = field(default_factory=list)
+    """What the registry mapping merged or rejected (``sites_report.txt``)."""
+    chips: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    """Before/after image chips per flag id."""
+
+    @property
+    def flag_table(self) -> gpd.GeoDataFrame:
+        """The flags (raises when comply has not run: a bug, not a user error)."""
+        if self.flags is None:
+            raise RuntimeError("write_outputs needs the flags: run comply first")
+        return self.flags
 
 
 def write_outputs(
     stage: Path,
+    made: AoiProducts,
     *,
     target: Path,
     result: AoiResult,
@@ -41,21 +68,57 @@ def write_outputs(
     settings: Settings,
     period: Period | None,
     out_dir: Path,
-    detections: gpd.GeoDataFrame,
-    flags: gpd.GeoDataFrame,
-    sites: gpd.GeoDataFrame | None,
-    licences: pd.DataFrame | None,
-    impact: Any,
-    registry_lines: list[str],
-    attribution: list[str],
-    evidence: dict[str, Any],
     inputs: dict[str, str],
     started: datetime,
-    t2: float,
-    chips: dict[str, list[tuple[str, str, str]]],
+    t_report: float,
 ) -> AoiResult:
     """Write every output of one AOI into ``stage`` (the outbox into ``target``, where alerts
     accumulate across runs) and return the result with its counts and output paths."""
+    outputs = _write_tables(stage, made, aoi=aoi)
+    outputs["map.html"] = write_map(
+        stage / "map.html",
+        aoi=aoi.to_frame(),
+        detections=made.detections,
+        flags=made.flag_table,
+        sites=made.sites,
+        title=aoi.name,
+        attribution="; ".join(a for a in made.attribution if a),
+        lang=settings.lang,
+        run_id=result.run_id,
+        scorecards=scorecard_links(made.sites),
+        chips=made.chips,
+    )
+    outputs.update(
+        write_extras(
+            stage,
+            aoi=aoi,
+            flags=made.flag_table,
+            detections=made.detections,
+            sites=made.sites,
+            settings=settings,
+            out_dir=out_dir,
+            impact=made.impact,
+            licences=made.licences,
+        )
+    )
+    payloads = alert_payloads(
+        made.flag_table,
+        map_link=map_link(aoi.aoi_id, base_url=settings.alerts.base_url),
+        min_severity=settings.alerts.min_severity,
+        aoi_name=aoi.name,
+    )
+    write_outbox(payloads, target / "alerts" / "outbox")
+    result.timings_s["report"] = round(time.perf_counter() - t_report, 3)
+    _count(result, made, aoi=aoi, alerts=len(payloads))
+    result.outputs = {k: str(v) for k, v in outputs.items()}
+    summary = _summary(result, made, aoi=aoi, period=period, inputs=inputs, started=started, stage=stage)
+    write_text(stage / "run.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
+    result.outputs["run.json"] = str(stage / "run.json")
+    return result
+
+
+def _write_tables(stage: Path, made: AoiProducts, *, aoi: Aoi) -> dict[str, Path]:
+    flags, detections = made.flag_table, made.detections
     outputs = {
         "flags.geojson": write_geojson(flags, stage / "flags.geojson"),
         "flags.parquet": write_geoparquet(flags, stage / "flags.parquet"),
@@ -65,44 +128,17 @@ def write_outputs(
         "detections.csv": write_csv(detections, stage / "detections.csv"),
         "aoi.geojson": write_geojson(aoi.to_frame(), stage / "aoi.geojson"),
     }
-    if sites is not None:
-        outputs["sites.parquet"] = write_geoparquet(sites, stage / "sites.parquet")
-        outputs["sites_report.txt"] = write_text(stage / "sites_report.txt", "\n".join(registry_lines) + "\n")
-    outputs["map.html"] = write_map(
-        stage / "map.html",
-        aoi=aoi.to_frame(),
-        detections=detections,
-        flags=flags,
-        sites=sites,
-        title=aoi.name,
-        attribution="; ".join(a for a in attribution if a),
-        lang=settings.lang,
-        run_id=result.run_id,
-        scorecards=scorecard_links(sites),
-        chips=chips,
-    )
-    outputs.update(
-        write_extras(
-            stage,
-            aoi=aoi,
-            flags=flags,
-            detections=detections,
-            sites=sites,
-            settings=settings,
-            out_dir=out_dir,
-            impact=impact,
-            licences=licences,
+    if made.sites is not None:
+        outputs["sites.parquet"] = write_geoparquet(made.sites, stage / "sites.parquet")
+        outputs["sites_report.txt"] = write_text(
+            stage / "sites_report.txt", "\n".join(made.registry_lines) + "\n"
         )
-    )
-    payloads = alert_payloads(
-        flags,
-        map_link=map_link(aoi.aoi_id, base_url=settings.alerts.base_url),
-        min_severity=settings.alerts.min_severity,
-        aoi_name=aoi.name,
-    )
-    write_outbox(payloads, target / "alerts" / "outbox")
-    result.timings_s["report"] = round(time.perf_counter() - t2, 3)
+    return outputs
 
+
+def _count(result: AoiResult, made: AoiProducts, *, aoi: Aoi, alerts: int) -> None:
+    """The run's counts, each computed once here and read by console, ledger and run.json."""
+    flags, detections = made.flag_table, made.detections
     mining = detections[detections["kind"] == KIND_MINING]
     result.detections = len(detections)
     result.detections_ha = round(float(mining["area_ha"].sum()), 2)
@@ -116,9 +152,21 @@ def write_outputs(
     result.flagged_ha = (
         round(float(real.to_crs(aoi.equal_area_crs).union_all().area / 1e4), 2) if len(real) else 0.0
     )
-    result.alerts_queued = len(payloads)
-    result.outputs = {k: str(v) for k, v in outputs.items()}
-    summary = {
+    result.alerts_queued = alerts
+
+
+def _summary(
+    result: AoiResult,
+    made: AoiProducts,
+    *,
+    aoi: Aoi,
+    period: Period | None,
+    inputs: dict[str, str],
+    started: datetime,
+    stage: Path,
+) -> dict[str, Any]:
+    """``run.json``: what ran, on which inputs, with which code, and what it found."""
+    return {
         "run_id": result.run_id,
         "aoi_id": aoi.aoi_id,
         "aoi_name": aoi.name,
@@ -137,10 +185,10 @@ def write_outputs(
             "flags_by_status": result.flags_by_status,
             "flagged_ha": result.flagged_ha,
             "alerts": result.alerts_queued,
-            "sites": None if sites is None else len(sites),
+            "sites": None if made.sites is None else len(made.sites),
         },
-        "evidence": evidence,
-        "registry_report": registry_lines,
+        "evidence": made.evidence,
+        "registry_report": made.registry_lines,
         "timings_s": result.timings_s,
         "outputs": {
             **{k: str(Path(v).relative_to(stage)) for k, v in result.outputs.items()},
@@ -148,9 +196,6 @@ def write_outputs(
         },
         "confidence_levels": [PROBABLE, CONFIRMED],
     }
-    write_text(stage / "run.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
-    result.outputs["run.json"] = str(stage / "run.json")
-    return result
 
 
 def staging_dir(out_dir: Path, aoi_id: str, run_id: str) -> Path:

@@ -16,7 +16,7 @@ from pipeline.core.config import Settings
 from pipeline.core.errors import NoDataError
 from pipeline.core.records import Aoi
 from pipeline.ingest.scenes import SceneSpec
-from pipeline.ops.run import detect_from_scenes
+from pipeline.ops.imagery import detect_from_scenes
 
 BANDS = ("B02", "B03", "B04", "B08", "B11")
 FOREST = {"B02": 300, "B03": 600, "B04": 300, "B08": 3500, "B11": 1500}

@@ -37,7 +37,7 @@ from pipeline.ingest.aoi import load_aoi
 from pipeline.ingest.grid import GridSpec
 from pipeline.ingest.scenes import LocalFolderSource, SceneSpec
 from pipeline.ingest.training import sensor_bands
-from pipeline.ops.run import SCENE_BANDS
+from pipeline.ops.imagery import SCENE_BANDS
 from pipeline.state.models import load_turbidity_calibration
 
 # ---- strategies ---------------------------------------------------------------------

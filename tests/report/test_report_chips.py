@@ -16,7 +16,7 @@ from shapely.geometry import box
 
 from pipeline.core.config import Settings
 from pipeline.core.records import Aoi
-from pipeline.ops.run import run_aoi
+from pipeline.ops.aoi_run import run_aoi
 from pipeline.report.chips import chip_data_uri
 
 PIL = pytest.importorskip("PIL.Image")

@@ -1,0 +1,102 @@
+"""Computed scene rasters -> the AOI's Detection rows: stable ids, provenance and the
+evidence a run records (class fractions, valid fraction, water turbidity)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+from affine import Affine
+from pyproj import CRS
+
+from pipeline.core.config import DetectParams
+from pipeline.core.errors import ModelError, NoDataError
+from pipeline.core.records import DETECTION_COLUMNS, empty_detections
+from pipeline.detect.classify import PixelClassifier
+from pipeline.detect.landcover import CLASS_NAMES, VALID_CODES
+from pipeline.detect.scene_blocks import SceneRasters, scene_detections_sparse
+
+#: Evidence columns kept when the detector produced them.
+EXTRA_COLUMNS = (
+    "mean_probability",
+    "mean_ndvi_before",
+    "mean_ndvi_after",
+    "ndvi_drop",
+    "median_turbidity_cal_fnu",
+)
+
+
+def check_sensor(model: PixelClassifier | None, *, sensor: str, where: str) -> None:
+    """Refuse a classifier trained on another sensor's band scaling.
+
+    Raises
+    ------
+    ModelError
+        ``model.sensor`` differs from ``sensor``.
+    """
+    if model is not None and model.sensor != sensor:
+        raise ModelError(f"Model {where} is for {model.sensor}; scenes are {sensor}. Retrain.")
+
+
+def detection_id(aoi_id: str, kind: str, wkb_hex: str) -> str:
+    """Stable id of a detection: the same AOI, kind and outline give the same id."""
+    return hashlib.sha256(f"{aoi_id}|{kind}|{wkb_hex}".encode()).hexdigest()[:16]
+
+
+def scene_detection_rows(
+    rasters: SceneRasters,
+    *,
+    aoi_id: str,
+    transform: Affine,
+    crs: CRS,
+    area_crs: CRS,
+    params: DetectParams,
+    period_label: str,
+    model: PixelClassifier | None,
+    model_sha256: str | None,
+) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    """Detection rows (EPSG:4326, :data:`~pipeline.core.records.DETECTION_COLUMNS` plus
+    the evidence the detector had) and the run's evidence summary for one AOI's computed
+    rasters.
+
+    Raises
+    ------
+    NoDataError
+        Every pixel is nodata or masked: there is nothing to detect on.
+    """
+    counts = rasters.class_counts()
+    n_pixels = int(counts.sum())
+    n_valid = int(counts[list(VALID_CODES)].sum())
+    if n_valid == 0:
+        raise NoDataError(f"AOI '{aoi_id}': every pixel is nodata or masked. No usable scene.")
+    found = scene_detections_sparse(
+        rasters, transform=transform, crs=crs, area_crs=area_crs, min_area_ha=params.min_area_ha
+    )
+    evidence = {
+        "pixels": n_pixels,
+        "valid_fraction": n_valid / n_pixels,
+        "detector": "classifier" if model is not None else "index rules",
+        "model_sha256": model_sha256,
+        "class_fractions": {
+            name: float(counts[code] / max(n_valid, 1))
+            for code, name in CLASS_NAMES.items()
+            if code in VALID_CODES
+        },
+        "water_median_fnu": rasters.water_median("turbidity_fnu"),
+        "water_median_cal_fnu": rasters.water_median("turbidity_cal_fnu"),
+    }
+    if found.empty:
+        return empty_detections(), evidence
+    found = found.assign(
+        detection_id=[
+            detection_id(aoi_id, k, g.wkb_hex) for k, g in zip(found["kind"], found.geometry, strict=True)
+        ],
+        aoi_id=aoi_id,
+        period=period_label,
+        source="asm-monitor classifier" if model is not None else "asm-monitor index detector",
+        mined_area_ha=np.nan,
+    )
+    extra = [c for c in EXTRA_COLUMNS if c in found]
+    return found[[*DETECTION_COLUMNS, *extra, "geometry"]], evidence

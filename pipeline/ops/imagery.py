@@ -1,0 +1,153 @@
+"""The imagery path of a run: scenes -> clear observations -> the detector, computed here
+chunk by chunk; plus the before/after chips of flags and the analyst's lazy cube.
+
+Detection itself is :mod:`pipeline.detect`; models come from :mod:`pipeline.state.models`;
+this module decides what is loaded, masked and computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dask
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from pipeline.comply.lifecycle import reportable_flags
+from pipeline.core.config import Settings
+from pipeline.core.errors import NoDataError
+from pipeline.core.periods import Period
+from pipeline.core.records import Aoi
+from pipeline.detect.chips import RGB, flag_windows
+from pipeline.detect.clouds import scl_cloud, usable, valid_fraction, valid_mask
+from pipeline.detect.detections import check_sensor, scene_detection_rows
+from pipeline.detect.scene_blocks import assemble_scene, scene_pieces
+from pipeline.ingest.paths import sample_data_dir
+from pipeline.ingest.scenes import MASK_BANDS, LocalFolderSource, SceneSpec, aoi_footprint
+from pipeline.ingest.training import sensor_bands
+from pipeline.report.chips import chip_data_uri, pair_scale
+from pipeline.state.models import load_model, load_turbidity_calibration
+
+#: Flags per AOI that get before/after image chips on the map (the largest first).
+CHIP_FLAGS_MAX = 50
+#: Sentinel-2 bands the detector reads (blue, green, red, NIR, SWIR1).
+SCENE_BANDS = ("B02", "B03", "B04", "B08", "B11")
+
+
+def detect_from_scenes(
+    aoi: Aoi, scenes: Sequence[SceneSpec], *, settings: Settings, period: Period | None
+) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    """Detect mining and turbid water on the AOI's scenes: the trained pixel classifier when
+    ``detect.model_path`` names one (else the index rules), change detection over the dates,
+    and calibrated turbidity as evidence."""
+    params = settings.detect
+    model, model_sha = None, None
+    if params.model_path:
+        model, prov = load_model(Path(params.model_path), expected_sha256=params.model_sha256 or None)
+        model_sha = prov["sha256"]
+        check_sensor(model, sensor="sentinel2", where=params.model_path)
+    calibration = load_turbidity_calibration(
+        Path(params.turbidity_calibration) if params.turbidity_calibration else None
+    )
+    cube = clear_observations(aoi, scenes, settings=settings, period=period)
+    rename = {v: k for k, v in sensor_bands("sentinel2").items() if v in cube}
+    pieces = scene_pieces(cube.rename(rename), params=params, model=model, calibration=calibration)
+    # The one place this AOI's rasters are computed: chunk by chunk, each reduced to a uint8
+    # code raster plus the values inside the masks (never the whole tile's float rasters).
+    (pieces,) = dask.compute(pieces)
+    rasters = assemble_scene(pieces)
+    del pieces
+    return scene_detection_rows(
+        rasters,
+        aoi_id=aoi.aoi_id,
+        transform=cube.rio.transform(),
+        crs=cube.rio.crs,
+        area_crs=aoi.equal_area_crs,
+        params=params,
+        period_label=str(period) if period else "",
+        model=model,
+        model_sha256=model_sha,
+    )
+
+
+def clear_observations(
+    aoi: Aoi, scenes: Sequence[SceneSpec], *, settings: Settings, period: Period | None
+) -> xr.Dataset:
+    """The scenes' cube with clouds (CLM / SCL, dilated by ``cloud_buffer_px``) and nodata
+    set to NaN, and scenes below ``ingest.min_valid_fraction`` over the AOI dropped.
+
+    Raises
+    ------
+    NoDataError
+        No scene of the period has enough clear, valid pixels.
+    """
+    source = LocalFolderSource(scenes)
+    chosen = source.select(period)
+    masks = sorted(set.intersection(*(set(s.band_paths) & MASK_BANDS for s in chosen))) if chosen else []
+    cube = source.load(aoi, period, bands=[*SCENE_BANDS, *masks], chunks=settings.detect.chunk_px)
+    if not masks and cube.sizes["time"] == 1:
+        # one scene, no mask: its nodata is already NaN, and a scene with no valid pixel is
+        # caught after detection; an extra pass over the data would buy nothing
+        return cube
+    cloud = None
+    if "CLM" in cube:
+        cloud = cube["CLM"] == 1
+    elif "SCL" in cube:
+        cloud = scl_cloud(cube["SCL"])
+    valid = valid_mask(cube, bands=SCENE_BANDS, cloud=cloud, buffer_px=settings.ingest.cloud_buffer_px)
+    # a small compute (one number per scene) decides which scenes the detection reads at all
+    fractions = valid_fraction(valid, footprint=aoi_footprint(aoi, cube)).compute().values
+    keep = usable(
+        fractions,
+        scene_ids=[str(v) for v in cube["scene_id"].values],
+        min_valid_fraction=settings.ingest.min_valid_fraction,
+        where=f"AOI '{aoi.aoi_id}'",
+    )
+    idx = np.flatnonzero(keep)
+    return cube[list(SCENE_BANDS)].isel(time=idx).where(valid.isel(time=idx))
+
+
+def flag_chips(
+    aoi: Aoi,
+    flags: gpd.GeoDataFrame,
+    *,
+    settings: Settings,
+    period: Period | None,
+    scenes: Sequence[SceneSpec],
+) -> dict[str, list[tuple[str, str, str]]]:
+    """Before/after RGB chips (first and last scene of the period) for the largest flags of
+    an imagery AOI, as PNG data URIs; empty when the AOI has no imagery or no flag."""
+    real = reportable_flags(flags)
+    if real.empty or not scenes:
+        return {}
+    real = real.sort_values("area_ha", ascending=False).head(CHIP_FLAGS_MAX)
+    cube = LocalFolderSource(scenes).load(aoi, period, bands=RGB, chunks=settings.detect.chunk_px)
+    windows = flag_windows(cube, real)
+    last = cube.sizes["time"] - 1
+    picks = {fid: (w.isel(time=0), w.isel(time=last)) for fid, w in windows.items()}
+    # small windows only: one compute for every chip of the AOI
+    (arrays,) = dask.compute({fid: (a.data, b.data) for fid, (a, b) in picks.items()})
+    dates = [str(pd.Timestamp(t).date()) if not pd.isna(t) else "" for t in cube["time"].values]
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for fid, (before, after) in arrays.items():
+        scale = pair_scale(before, after)
+        after_chip = ("after", dates[last], chip_data_uri(np.asarray(after), scale=scale))
+        out[fid] = (
+            [("before", dates[0], chip_data_uri(np.asarray(before), scale=scale)), after_chip]
+            if last > 0
+            else [after_chip]
+        )
+    return out
+
+
+def open_cube(aoi: Aoi, *, settings: Settings, period: Period | None = None) -> xr.Dataset:
+    """The AOI's lazy reflectance cube, for notebooks (nothing is computed)."""
+    root = sample_data_dir(settings.sample_data)
+    scenes = [SceneSpec.from_mapping(s, root=root) for s in aoi.inputs.get("scenes", [])]
+    if not scenes:
+        raise NoDataError(f"AOI '{aoi.aoi_id}' lists no scenes in its inputs.")
+    return LocalFolderSource(scenes).load(aoi, period, bands=SCENE_BANDS, chunks=settings.detect.chunk_px)
