@@ -112,6 +112,81 @@ def _boundary_geometry(spec: dict[str, Any], *, root: Path, where: str) -> BaseG
     return sel.geometry.iloc[0]
 
 
+def _read_feature(path: Path) -> dict[str, Any]:
+    """The one GeoJSON Feature of an AOI file (a FeatureCollection may wrap it)."""
+    where = f"AOI file {path}"
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise AoiError(f"{where} does not exist. Check the path (see `asm-monitor aoi list`).") from exc
+    except json.JSONDecodeError as exc:
+        raise AoiError(f"{where} is not valid JSON ({exc}). Fix the syntax.") from exc
+    _check_crs(doc, where)
+    if doc.get("type") == "FeatureCollection":
+        features = doc.get("features") or []
+        if len(features) != 1:
+            raise AoiError(f"{where}: holds {len(features)} features; an AOI file holds one.")
+        doc = features[0]
+    if doc.get("type") != "Feature":
+        raise AoiError(f"{where}: must be a GeoJSON Feature, got type {doc.get('type')!r}.")
+    return doc
+
+
+def _check_properties(props: dict[str, Any], *, where: str) -> str:
+    """Refuse missing required properties or an unsafe ``aoi_id``; returns the id."""
+    missing = [key for key in REQUIRED if not props.get(key)]
+    if missing:
+        raise AoiError(f"{where}: missing properties {missing}. Add them to 'properties'.")
+    aoi_id = str(props["aoi_id"])
+    if not AOI_ID_RE.match(aoi_id):
+        raise AoiError(
+            f"{where}: aoi_id {aoi_id!r} is not safe as a folder name. Use lower-case letters, "
+            "digits, '-' and '_' (e.g. 'munduruku')."
+        )
+    return aoi_id
+
+
+def _aoi_geometry(
+    doc: dict[str, Any], *, props: dict[str, Any], sample_data: Path, where: str, repair: bool
+) -> BaseGeometry:
+    """The AOI's (Multi)Polygon in EPSG:4326, drawn in the file or matched in a boundary file,
+    split at the antimeridian and checked (or repaired)."""
+    if doc.get("geometry"):
+        try:
+            geom = shape(doc["geometry"])
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            raise AoiError(f"{where}: geometry cannot be parsed ({exc}). Fix the GeoJSON.") from exc
+    elif props.get("boundary"):
+        geom = _boundary_geometry(props["boundary"], root=sample_data, where=where)
+    else:
+        raise AoiError(f"{where}: no geometry and no 'boundary' reference. Give one of them.")
+    _check_coordinates(geom, where)
+    if isinstance(geom, Polygon | MultiPolygon) and ring_jumps_antimeridian(geom):
+        # unambiguous: no AOI edge really spans half the globe, so split as RFC 7946 asks
+        log.warning("%s: polygon drawn across the antimeridian; splitting it at 180°", where)
+        geom = split_antimeridian(geom)
+    geom = _check_geometry(geom, where=where, repair=repair)
+    zones = utm_zones(geom)
+    if len(zones) > 1:
+        log.warning(
+            "%s spans UTM zones %s; rasters use zone %s of its centre (scale error < 0.1 %% "
+            "within 3° of the zone edge)",
+            where,
+            zones,
+            utm_crs_for(geom).to_string(),
+        )
+    return geom
+
+
+def _check_area(geom: BaseGeometry, *, where: str, max_km2: float) -> None:
+    area = geodesic_area_km2(geom)
+    if area > max_km2:
+        raise AoiError(
+            f"{where}: area {area:,.0f} km² exceeds the limit of {max_km2:,.0f} km². Split the "
+            "AOI, or raise max_aoi_km2 in the config if this size is intended."
+        )
+
+
 def load_aoi(
     path: Path,
     *,
@@ -137,56 +212,11 @@ def load_aoi(
     AoiError
         With the fix in the message: bad id, CRS, coordinates, geometry or size.
     """
-    where = f"AOI file {path}"
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise AoiError(f"{where} does not exist. Check the path (see `asm-monitor aoi list`).") from exc
-    except json.JSONDecodeError as exc:
-        raise AoiError(f"{where} is not valid JSON ({exc}). Fix the syntax.") from exc
-    _check_crs(doc, where)
-    if doc.get("type") == "FeatureCollection":
-        features = doc.get("features") or []
-        if len(features) != 1:
-            raise AoiError(f"{where}: holds {len(features)} features; an AOI file holds one.")
-        doc = features[0]
-    if doc.get("type") != "Feature":
-        raise AoiError(f"{where}: must be a GeoJSON Feature, got type {doc.get('type')!r}.")
+    doc = _read_feature(path)
     props: dict[str, Any] = dict(doc.get("properties") or {})
-    missing = [key for key in REQUIRED if not props.get(key)]
-    if missing:
-        raise AoiError(f"{where}: missing properties {missing}. Add them to 'properties'.")
-    aoi_id = str(props["aoi_id"])
-    if not AOI_ID_RE.match(aoi_id):
-        raise AoiError(
-            f"{where}: aoi_id {aoi_id!r} is not safe as a folder name. Use lower-case letters, "
-            "digits, '-' and '_' (e.g. 'munduruku')."
-        )
+    aoi_id = _check_properties(props, where=f"AOI file {path}")
     where = f"AOI '{aoi_id}' ({path})"
-    if doc.get("geometry"):
-        try:
-            geom = shape(doc["geometry"])
-        except (ValueError, TypeError, AttributeError, KeyError) as exc:
-            raise AoiError(f"{where}: geometry cannot be parsed ({exc}). Fix the GeoJSON.") from exc
-    elif props.get("boundary"):
-        geom = _boundary_geometry(props["boundary"], root=sample_data, where=where)
-    else:
-        raise AoiError(f"{where}: no geometry and no 'boundary' reference. Give one of them.")
-    _check_coordinates(geom, where)
-    if isinstance(geom, Polygon | MultiPolygon) and ring_jumps_antimeridian(geom):
-        # unambiguous: no AOI edge really spans half the globe, so split as RFC 7946 asks
-        log.warning("%s: polygon drawn across the antimeridian; splitting it at 180°", where)
-        geom = split_antimeridian(geom)
-    geom = _check_geometry(geom, where=where, repair=repair)
-    zones = utm_zones(geom)
-    if len(zones) > 1:
-        log.warning(
-            "%s spans UTM zones %s; rasters use zone %s of its centre (scale error < 0.1 %% "
-            "within 3° of the zone edge)",
-            where,
-            zones,
-            utm_crs_for(geom).to_string(),
-        )
+    geom = _aoi_geometry(doc, props=props, sample_data=sample_data, where=where, repair=repair)
     aoi = Aoi(
         aoi_id=aoi_id,
         name=str(props["name"]),
@@ -198,12 +228,7 @@ def load_aoi(
         inputs=dict(props.get("inputs") or {}),
         source_path=str(path),
     )
-    area = geodesic_area_km2(geom)
-    if area > max_km2:
-        raise AoiError(
-            f"{where}: area {area:,.0f} km² exceeds the limit of {max_km2:,.0f} km². Split the "
-            "AOI, or raise max_aoi_km2 in the config if this size is intended."
-        )
+    _check_area(geom, where=where, max_km2=max_km2)
     return aoi
 
 
