@@ -45,30 +45,19 @@ def _canonical(provenance: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in provenance.items() if k != "sha256"}, sort_keys=True, default=str)
 
 
-def save_model(model: PixelClassifier, path: Path, *, provenance: dict[str, Any]) -> dict[str, Any]:
-    """Write ``path`` (.skops) and its provenance ``path.with_suffix('.json')``.
-
-    Returns the provenance as written, including ``sha256`` of the model file.
-    """
+def save_artefact(
+    content: dict[str, Any], path: Path, *, provenance: dict[str, Any], artefact_format: str
+) -> dict[str, Any]:
+    """Write ``content`` (plain values and scikit-learn objects) to ``path`` with skops and
+    its provenance to ``path.with_suffix('.json')``; the provenance is embedded too, so
+    editing either file alone is detected. Returns the provenance with the file's ``sha256``."""
     prov = {
         **provenance,
-        "format": ARTEFACT_FORMAT,
-        "features": list(model.features),
-        "classes": list(model.classes),
-        "sensor": model.sensor,
-        "estimator": type(model.estimator).__name__,
+        "format": artefact_format,
         "sklearn_version": sklearn.__version__,
         "skops_version": skops.__version__,
     }
-    blob = sio.dumps(
-        {
-            "estimator": model.estimator,
-            "features": list(model.features),
-            "classes": list(model.classes),
-            "sensor": model.sensor,
-            "provenance": _canonical(prov),
-        }
-    )
+    blob = sio.dumps({**content, "provenance": _canonical(prov)})
     _write_atomic(path, blob)
     prov["sha256"] = hashlib.sha256(blob).hexdigest()
     _write_atomic(
@@ -94,20 +83,7 @@ def read_provenance(path: Path) -> dict[str, Any]:
     return prov
 
 
-def load_model(path: Path, *, expected_sha256: str | None = None) -> tuple[PixelClassifier, dict[str, Any]]:
-    """Load a model written by :func:`save_model`, refusing anything else.
-
-    Raises
-    ------
-    ModelError
-        Missing files; SHA-256 differs from the provenance (or from ``expected_sha256``);
-        provenance not written by asm-monitor or not matching the embedded copy; the file
-        holds types outside the allow-list; scikit-learn version differs.
-    """
-    prov = read_provenance(path)
-    if prov.get("format") != ARTEFACT_FORMAT:
-        raise ModelError(f"{path} is not an asm-monitor model (format {prov.get('format')!r}). Retrain it.")
-    blob = path.read_bytes()
+def _check_digest(path: Path, blob: bytes, prov: dict[str, Any], *, expected_sha256: str | None) -> None:
     digest = hashlib.sha256(blob).hexdigest()
     if digest != prov.get("sha256"):
         raise ModelError(
@@ -120,13 +96,36 @@ def load_model(path: Path, *, expected_sha256: str | None = None) -> tuple[Pixel
             f"Model {path} has SHA-256 {digest[:12]}..., config pins {expected_sha256[:12]}...: "
             "update detect.model_sha256 or use the pinned model."
         )
+
+
+def load_artefact(
+    path: Path, *, artefact_format: str, allowed_types: frozenset[str], expected_sha256: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load what :func:`save_artefact` wrote, refusing anything else; returns the content
+    and the provenance.
+
+    Raises
+    ------
+    ModelError
+        Missing files; another format; SHA-256 differs from the provenance (or from
+        ``expected_sha256``); provenance not matching the embedded copy; types outside
+        ``allowed_types``; another scikit-learn version.
+    """
+    prov = read_provenance(path)
+    if prov.get("format") != artefact_format:
+        raise ModelError(
+            f"{path} is not an asm-monitor {artefact_format} artefact (format {prov.get('format')!r}). "
+            "Retrain it with `asm-monitor train`."
+        )
+    blob = path.read_bytes()
+    _check_digest(path, blob, prov, expected_sha256=expected_sha256)
     try:
         untrusted = set(sio.get_untrusted_types(data=blob))
     except (zipfile.BadZipFile, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{path} is not a skops file written by asm-monitor ({exc}). Refused.") from exc
-    if untrusted - ALLOWED_TYPES:
+    if untrusted - allowed_types:
         raise ModelError(
-            f"Model {path} holds types {sorted(untrusted - ALLOWED_TYPES)} we never write. Refused."
+            f"Model {path} holds types {sorted(untrusted - allowed_types)} we never write. Refused."
         )
     if prov.get("sklearn_version") != sklearn.__version__:
         raise ModelError(
@@ -136,6 +135,36 @@ def load_model(path: Path, *, expected_sha256: str | None = None) -> tuple[Pixel
     obj = sio.loads(blob, trusted=sorted(untrusted))
     if not isinstance(obj, dict) or obj.get("provenance") != _canonical(prov):
         raise ModelError(f"Provenance {path.with_suffix('.json')} does not match the model file. Retrain it.")
+    return obj, prov
+
+
+def save_model(model: PixelClassifier, path: Path, *, provenance: dict[str, Any]) -> dict[str, Any]:
+    """Write a pixel classifier to ``path`` (.skops) and its provenance beside it.
+
+    Returns the provenance as written, including ``sha256`` of the model file.
+    """
+    prov = {
+        **provenance,
+        "features": list(model.features),
+        "classes": list(model.classes),
+        "sensor": model.sensor,
+        "estimator": type(model.estimator).__name__,
+    }
+    content = {
+        "estimator": model.estimator,
+        "features": list(model.features),
+        "classes": list(model.classes),
+        "sensor": model.sensor,
+    }
+    return save_artefact(content, path, provenance=prov, artefact_format=ARTEFACT_FORMAT)
+
+
+def load_model(path: Path, *, expected_sha256: str | None = None) -> tuple[PixelClassifier, dict[str, Any]]:
+    """Load a pixel classifier written by :func:`save_model`, refusing anything else (see
+    :func:`load_artefact`)."""
+    obj, prov = load_artefact(
+        path, artefact_format=ARTEFACT_FORMAT, allowed_types=ALLOWED_TYPES, expected_sha256=expected_sha256
+    )
     model = PixelClassifier(
         estimator=obj["estimator"],
         features=tuple(obj["features"]),
