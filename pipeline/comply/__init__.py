@@ -7,15 +7,12 @@ import logging
 import geopandas as gpd
 import pandas as pd
 
+from pipeline.comply.findings import FINDING_COLUMNS
 from pipeline.comply.flags import build_flags
-from pipeline.comply.rules import (
-    FINDING_COLUMNS,
-    as_of,
-    compliant_sites,
-    mining_in_protected_area,
-    registry_rules,
-    turbidity_downstream,
-)
+from pipeline.comply.protected_area_rules import mining_in_protected_area
+from pipeline.comply.river_rules import turbidity_downstream
+from pipeline.comply.title_rules import compliant_sites, registry_rules
+from pipeline.comply.titles import as_of
 from pipeline.core.config import ComplyParams
 from pipeline.core.records import KIND_MINING, WGS84, Aoi
 

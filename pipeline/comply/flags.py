@@ -15,7 +15,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
-from pipeline.comply.rules import RULEBOOK_VERSION, RULES
+from pipeline.comply.rulebook import RULEBOOK_VERSION, RULES
 from pipeline.core.config import ComplyParams
 from pipeline.core.records import WGS84
 from pipeline.core.text import fill_template, json_scalar, template_fields
@@ -74,7 +74,7 @@ def build_flags(
     Parameters
     ----------
     findings
-        Rows with ``FINDING_COLUMNS`` of rules.py, in any CRS.
+        Rows with ``FINDING_COLUMNS`` of findings.py, in any CRS.
     context
         Values for the reason templates that are not in the finding (``aoi_name``,
         ``designation``, ``near_site_m``...).

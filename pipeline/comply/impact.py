@@ -25,7 +25,7 @@ import geopandas as gpd
 import pandas as pd
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.comply.rules import extraction_allowed
+from pipeline.comply.titles import extraction_allowed
 from pipeline.core.records import KIND_MINING, WGS84, Aoi
 
 SUMMARY_COLUMNS = [
@@ -80,6 +80,31 @@ def default_phase_order(sites: pd.DataFrame) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class _Zone:
+    """One zone the tables report on: the AOI itself or a further protected area."""
+
+    zone_id: str
+    name: str
+    designation: str
+    geometry: gpd.GeoSeries
+    """One polygon, EPSG:4326."""
+
+
+@dataclass(frozen=True)
+class _PeriodFootprint:
+    """Footprint first counted in one period (or, for ``total``, all of it) in one zone."""
+
+    label: str
+    new: BaseGeometry | None
+    """Footprint not counted in an earlier period, in the AOI's equal-area CRS."""
+    end: object
+    """Last ``last_seen`` of the period (a date or timestamp; None without mining): the day
+    titles are checked on."""
+    source_ha: float
+    """The sources' own mined-area estimate (ha), summed over the period's detections."""
+
+
 def impact_tables(
     detections: gpd.GeoDataFrame,
     *,
@@ -113,21 +138,7 @@ def impact_tables(
     """
     crs = aoi.equal_area_crs
     mining = detections[detections["kind"] == KIND_MINING].to_crs(crs)
-    zone_list = [(aoi.aoi_id, aoi.name, aoi.designation, gpd.GeoSeries([aoi.geometry], crs=WGS84))]
-    if zones is not None:
-        for z in zones.to_crs(WGS84).itertuples():
-            zone_list.append(
-                (
-                    str(z.zone_id),
-                    str(z.name),
-                    str(getattr(z, "designation", "")),
-                    gpd.GeoSeries([z.geometry], crs=WGS84),
-                )
-            )
-    ends = (
-        mining.groupby("period")["last_seen"].max().sort_values() if len(mining) else pd.Series(dtype=object)
-    )
-    periods = list(ends.index)
+    ends = _period_ends(mining)
     site_m = sites.to_crs(crs) if sites is not None else None
     titles = _Titles(site_m) if site_m is not None else None
     order = (
@@ -137,46 +148,102 @@ def impact_tables(
     )
     summary: list[dict[str, object]] = []
     phases: list[dict[str, object]] = []
-    for zone_id, name, designation, geom in zone_list:
-        zone = geom.to_crs(crs).iloc[0]
-        in_zone = mining[mining.intersects(zone)]
-        counted: BaseGeometry | None = None
-        per_period: list[tuple[str, BaseGeometry | None, pd.Timestamp | None, float]] = []
-        for period in periods:
-            part = in_zone[in_zone["period"] == period]
-            new = _minus(_inter(_union(part), zone), counted)
-            counted = new if counted is None else (counted if new is None else counted.union(new))
-            per_period.append((str(period), new, ends[period], float(part["mined_area_ha"].sum(min_count=1))))
-        per_period.append(
-            (
-                TOTAL,
-                counted,
-                ends.iloc[-1] if len(ends) else None,
-                float(in_zone["mined_area_ha"].sum(min_count=1)),
-            )
+    for zone in _zones(aoi, zones=zones):
+        area = zone.geometry.to_crs(crs).iloc[0]
+        footprints, counted = _zone_footprints(mining[mining.intersects(area)], area=area, ends=ends)
+        zone_summary, zone_phases = _zone_rows(
+            footprints, counted=counted, aoi_id=aoi.aoi_id, zone=zone, titles=titles, order=order
         )
-        cumulative = 0.0
-        for label, new, end, source_ha in per_period:
-            row: dict[str, object] = {
-                "aoi_id": aoi.aoi_id,
-                "zone_id": zone_id,
-                "zone_name": name,
-                "zone_designation": designation,
-                "period": label,
-                "mined_ha": _ha(new),
-                "source_mined_area_ha": source_ha,
-            }
-            cumulative = _ha(counted) if label == TOTAL else cumulative + _ha(new)
-            row["cumulative_ha"] = cumulative
-            if titles is not None:
-                row |= _title_split(new, titles, on=end)
-                phases += [
-                    {"aoi_id": aoi.aoi_id, "zone_id": zone_id, "period": label} | p
-                    for p in _by_phase(new, titles, order=order)
-                ]
-            summary.append(row)
+        summary += zone_summary
+        phases += zone_phases
     out = pd.DataFrame(summary).reindex(columns=SUMMARY_COLUMNS)
     return ImpactTables(summary=out, by_phase=pd.DataFrame(phases).reindex(columns=PHASE_COLUMNS))
+
+
+def _zones(aoi: Aoi, *, zones: gpd.GeoDataFrame | None) -> list[_Zone]:
+    """The AOI first, then the further zones: the AOI is always reported, even alone."""
+    out = [_Zone(aoi.aoi_id, aoi.name, aoi.designation, gpd.GeoSeries([aoi.geometry], crs=WGS84))]
+    if zones is not None:
+        for z in zones.to_crs(WGS84).itertuples():
+            out.append(
+                _Zone(
+                    str(z.zone_id),
+                    str(z.name),
+                    str(getattr(z, "designation", "")),
+                    gpd.GeoSeries([z.geometry], crs=WGS84),
+                )
+            )
+    return out
+
+
+def _period_ends(mining: gpd.GeoDataFrame) -> pd.Series:
+    """Last ``last_seen`` per period, in date order: the order periods are counted in, so a
+    hectare goes to the earliest period that saw it."""
+    return (
+        mining.groupby("period")["last_seen"].max().sort_values() if len(mining) else pd.Series(dtype=object)
+    )
+
+
+def _zone_footprints(
+    in_zone: gpd.GeoDataFrame, *, area: BaseGeometry, ends: pd.Series
+) -> tuple[list[_PeriodFootprint], BaseGeometry | None]:
+    """Each period's footprint in the zone ``area`` not counted before, then the ``total``;
+    and the union of all of it (equal-area CRS). Counting against what came before is what
+    makes the periods add up to the total when sources report a scar again later."""
+    counted: BaseGeometry | None = None
+    out: list[_PeriodFootprint] = []
+    for period in ends.index:
+        part = in_zone[in_zone["period"] == period]
+        new = _minus(_inter(_union(part), area), counted)
+        counted = new if counted is None else (counted if new is None else counted.union(new))
+        out.append(
+            _PeriodFootprint(str(period), new, ends[period], float(part["mined_area_ha"].sum(min_count=1)))
+        )
+    out.append(
+        _PeriodFootprint(
+            TOTAL,
+            counted,
+            ends.iloc[-1] if len(ends) else None,
+            float(in_zone["mined_area_ha"].sum(min_count=1)),
+        )
+    )
+    return out, counted
+
+
+def _zone_rows(
+    footprints: list[_PeriodFootprint],
+    *,
+    counted: BaseGeometry | None,
+    aoi_id: str,
+    zone: _Zone,
+    titles: _Titles | None,
+    order: Sequence[str],
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """Summary rows and by-phase rows of one zone; the title columns only with a registry,
+    because without one "outside titles" cannot be told from "registry not loaded"."""
+    summary: list[dict[str, object]] = []
+    phases: list[dict[str, object]] = []
+    cumulative = 0.0
+    for fp in footprints:
+        row: dict[str, object] = {
+            "aoi_id": aoi_id,
+            "zone_id": zone.zone_id,
+            "zone_name": zone.name,
+            "zone_designation": zone.designation,
+            "period": fp.label,
+            "mined_ha": _ha(fp.new),
+            "source_mined_area_ha": fp.source_ha,
+        }
+        cumulative = _ha(counted) if fp.label == TOTAL else cumulative + _ha(fp.new)
+        row["cumulative_ha"] = cumulative
+        if titles is not None:
+            row |= _title_split(fp.new, titles, on=fp.end)
+            phases += [
+                {"aoi_id": aoi_id, "zone_id": zone.zone_id, "period": fp.label} | p
+                for p in _by_phase(fp.new, titles, order=order)
+            ]
+        summary.append(row)
+    return summary, phases
 
 
 class _Titles:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import geopandas as gpd
@@ -34,11 +34,39 @@ import shapely
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
+from pipeline.comply.flag_state import (
+    NEW,
+    ONGOING,
+    RESOLVED,
+    STATUSES,
+    SUPPRESSED,
+    WORSENING,
+    Change,
+    FlagState,
+    Suppression,
+)
 from pipeline.core.config import ComplyParams
 from pipeline.core.records import WGS84
 
-NEW, ONGOING, WORSENING, RESOLVED, SUPPRESSED = "new", "ongoing", "worsening", "resolved", "suppressed"
-STATUSES = (NEW, ONGOING, WORSENING, RESOLVED, SUPPRESSED)
+# the records live in flag_state; this module stays their public address
+__all__ = [
+    "AREA_RULES",
+    "LIFECYCLE_COLUMNS",
+    "NEW",
+    "ONGOING",
+    "RESOLVED",
+    "STATUSES",
+    "SUPPRESSED",
+    "WORSENING",
+    "Change",
+    "FlagState",
+    "LifecycleResult",
+    "Suppression",
+    "advance",
+    "reportable_flags",
+    "status_counts",
+]
+
 #: Rules whose flags have a mining footprint; the others (points, title outlines) have no area.
 AREA_RULES = frozenset(
     {
@@ -59,71 +87,6 @@ LIFECYCLE_COLUMNS = [
     "history",
     "reason_note",
 ]
-
-
-@dataclass(frozen=True)
-class Suppression:
-    """An analyst's decision that a flag is a false positive."""
-
-    flag_id: str
-    reason: str
-    analyst: str
-    area_ha: float
-    """Cumulative footprint (ha) when suppressed: the baseline for a material change."""
-    created_at: str
-
-
-@dataclass(frozen=True)
-class FlagState:
-    """A flag's state after one period."""
-
-    flag_id: str
-    aoi_id: str
-    rule_id: str
-    site_id: str | None
-    status: str
-    period: str
-    """Label of the period this state is the result of."""
-    opened_period: str
-    """Period in which the flag was last opened (``new``)."""
-    status_since: str
-    last_seen_period: str
-    missed: int
-    """Periods in a row without the flag being seen."""
-    area_ha: float
-    """Cumulative footprint since opening, ha (equal-area CRS)."""
-    footprint: BaseGeometry | None
-    """Cumulative footprint (EPSG:4326) for mining rules; the latest geometry for the others."""
-    history: tuple[tuple[str, str, float], ...] = ()
-    """(period, status, cumulative ha) for every period the flag existed in."""
-    attrs: dict[str, Any] = field(default_factory=dict)
-    """The flag's last row (JSON-safe scalars), to report it in periods it is not seen."""
-
-    def to_json(self) -> str:
-        """Everything but the footprint, as canonical JSON."""
-        doc = {k: v for k, v in self.__dict__.items() if k != "footprint"}
-        doc["history"] = [list(h) for h in self.history]
-        return json.dumps(doc, sort_keys=True, default=str)
-
-    @classmethod
-    def from_json(cls, text: str, *, footprint: BaseGeometry | None) -> FlagState:
-        """Inverse of :meth:`to_json`."""
-        doc = json.loads(text)
-        doc["history"] = tuple(tuple(h) for h in doc["history"])
-        return cls(**doc, footprint=footprint)
-
-
-@dataclass(frozen=True)
-class Change:
-    """One status change, as written to the audit ledger."""
-
-    flag_id: str
-    rule_id: str
-    site_id: str | None
-    old_status: str | None
-    new_status: str
-    area_ha: float
-    detail: str
 
 
 @dataclass
@@ -186,7 +149,6 @@ def advance(
         Active analyst suppressions by flag id.
     """
     suppressions = suppressions or {}
-    pct = params.worsening_growth_pct
     states: dict[str, FlagState] = dict(previous)
     changes: list[Change] = []
     lifted: list[str] = []
@@ -196,103 +158,174 @@ def advance(
     for rec in flags.to_dict("records"):
         fid = str(rec["flag_id"])
         seen_ids.add(fid)
-        prev = previous.get(fid)
-        reopened = prev is None or prev.status == RESOLVED
-        geom = rec["geometry"]
-        has_area = rec["rule_id"] in AREA_RULES
-        footprint = geom
-        if has_area and not reopened and prev is not None and prev.footprint is not None and geom is not None:
-            footprint = shapely.union(prev.footprint, geom)
-        # points and title outlines (turbidity, compliant) keep a geometry but have no footprint
-        cum = _area_ha(footprint, crs) if has_area else 0.0
-        base = 0.0 if reopened or prev is None else prev.area_ha
-        growth = (cum - base) / base * 100.0 if base > 0 else 0.0
-        status = NEW if reopened else WORSENING if growth > pct else ONGOING
-        reason_note = ""
-        note: dict[str, Any] | None = None
-        sup = suppressions.get(fid)
-        if sup is not None:
-            if sup.area_ha > 0 and cum > sup.area_ha * (1 + pct / 100.0):
-                lifted.append(fid)
-                status = WORSENING
-                reason_note = (
-                    f" Suppression lifted: footprint grew from {sup.area_ha:,.1f} ha to {cum:,.1f} ha."
-                )
-                note = {"kind": "suppression_lifted", "from_ha": sup.area_ha, "to_ha": cum}
-            else:
-                status = SUPPRESSED
-        since = period if prev is None or prev.status != status else prev.status_since
-        history = (() if prev is None else prev.history) + ((period, status, round(cum, 4)),)
-        attrs = {k: _jsonable(v) for k, v in rec.items() if k != "geometry"}
-        # the note belongs to this period only: a later "not seen" note must not repeat it
-        attrs["reason"] = str(rec.get("reason", ""))
-        state = FlagState(
-            flag_id=fid,
+        step = _seen_step(
+            rec,
+            prev=previous.get(fid),
+            sup=suppressions.get(fid),
+            lifted_before=fid in lifted,
             aoi_id=aoi_id,
-            rule_id=str(rec["rule_id"]),
-            site_id=rec.get("site_id") if isinstance(rec.get("site_id"), str) else None,
-            status=status,
             period=period,
-            opened_period=period if reopened or prev is None else prev.opened_period,
-            status_since=since,
-            last_seen_period=period,
-            missed=0,
-            area_ha=round(cum, 4),
-            footprint=footprint,
-            history=history,
-            attrs=attrs,
+            crs=crs,
+            params=params,
         )
-        states[fid] = state
-        if prev is None or prev.status != status:
-            changes.append(_change(state, prev, detail=f"seen in {period}; cumulative {cum:.2f} ha"))
-        rows.append(
-            _row(
-                state,
-                rec | {"reason": attrs["reason"] + reason_note},
-                seen=True,
-                growth=growth,
-                sup=sup,
-                lifted=fid in lifted,
-                note=note,
-            )
-        )
+        if step.lifted:
+            lifted.append(fid)
+        states[fid] = step.state
+        rows.append(step.row)
+        changes += step.changes
     for fid, prev in sorted(previous.items()):
         if fid in seen_ids or prev.status == RESOLVED:
             continue
-        missed = prev.missed + 1
-        # not seen: still open, but not growing; a suppression holds
-        # the analyst may have suppressed it after the last run, before any status said so
-        held = SUPPRESSED if prev.status == SUPPRESSED or fid in suppressions else ONGOING
-        status = RESOLVED if missed >= params.resolve_after_periods else held
-        since = period if status != prev.status else prev.status_since
-        state = replace(
-            prev,
-            status=status,
-            period=period,
-            missed=missed,
-            status_since=since,
-            history=(*prev.history, (period, status, prev.area_ha)),
+        step = _unseen_step(
+            prev, period=period, params=params, suppressed=fid in suppressions, sup=suppressions.get(fid)
         )
-        states[fid] = state
-        unseen = (
-            f"Resolved: not seen for {missed} period(s) up to {period}. "
-            if status == RESOLVED
-            else f"Not seen in {period} ({missed} period(s) without detection). "
-        )
-        if status != prev.status:
-            changes.append(_change(state, prev, detail=unseen.strip()))
-        rec = dict(prev.attrs) | {
-            "reason": unseen + str(prev.attrs.get("reason", "")),
-            "area_ha": 0.0,
-            "detection_ids": "",
-            "geometry": prev.footprint,
-        }
-        note = {"kind": "resolved" if status == RESOLVED else "not_seen", "missed": missed, "period": period}
-        rows.append(
-            _row(state, rec, seen=False, growth=0.0, sup=suppressions.get(fid), lifted=False, note=note)
-        )
+        states[fid] = step.state
+        rows.append(step.row)
+        changes += step.changes
     out = _frame(rows, like=flags)
     return LifecycleResult(flags=out, states=states, changes=changes, lifted=lifted)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One flag moved through one period: what :func:`advance` collects from it."""
+
+    state: FlagState
+    row: dict[str, Any]
+    """The flag's output row (``LIFECYCLE_COLUMNS`` and the flag's own)."""
+    changes: list[Change]
+    """The status change, if the status changed (empty otherwise)."""
+    lifted: bool = False
+    """This period's evidence lifted the flag's suppression."""
+
+
+def _footprint_growth(
+    rec: Mapping[str, Any], *, prev: FlagState | None, reopened: bool, crs: CRS
+) -> tuple[BaseGeometry | None, float, float]:
+    """(cumulative footprint, its ha, growth % over the previous period) of a seen flag.
+
+    The union with the earlier footprint, not a sum of areas, so that sources reporting only
+    new mining and sources reporting the whole scar each night give the same growth.
+    """
+    geom = rec["geometry"]
+    has_area = rec["rule_id"] in AREA_RULES
+    footprint = geom
+    if has_area and not reopened and prev is not None and prev.footprint is not None and geom is not None:
+        footprint = shapely.union(prev.footprint, geom)
+    # points and title outlines (turbidity, compliant) keep a geometry but have no footprint
+    cum = _area_ha(footprint, crs) if has_area else 0.0
+    base = 0.0 if reopened or prev is None else prev.area_ha
+    growth = (cum - base) / base * 100.0 if base > 0 else 0.0
+    return footprint, cum, growth
+
+
+def _suppression_outcome(
+    status: str, *, sup: Suppression | None, cum: float, pct: float
+) -> tuple[str, bool, str, dict[str, Any] | None]:
+    """(status, lifted, reason note, note) once an analyst suppression is applied: it holds
+    until the footprint grows materially past its size when suppressed, because a false
+    positive that keeps growing is probably not one."""
+    if sup is None:
+        return status, False, "", None
+    if sup.area_ha > 0 and cum > sup.area_ha * (1 + pct / 100.0):
+        reason_note = f" Suppression lifted: footprint grew from {sup.area_ha:,.1f} ha to {cum:,.1f} ha."
+        note = {"kind": "suppression_lifted", "from_ha": sup.area_ha, "to_ha": cum}
+        return WORSENING, True, reason_note, note
+    return SUPPRESSED, False, "", None
+
+
+def _seen_step(
+    rec: Mapping[str, Any],
+    *,
+    prev: FlagState | None,
+    sup: Suppression | None,
+    lifted_before: bool,
+    aoi_id: str,
+    period: str,
+    crs: CRS,
+    params: ComplyParams,
+) -> _Step:
+    """A flag seen this period (``rec``, EPSG:4326), from its previous state.
+
+    ``lifted_before``: a row of the same flag id earlier in this period lifted its
+    suppression, so this row does not show the suppression either.
+    """
+    reopened = prev is None or prev.status == RESOLVED
+    footprint, cum, growth = _footprint_growth(rec, prev=prev, reopened=reopened, crs=crs)
+    status = NEW if reopened else WORSENING if growth > params.worsening_growth_pct else ONGOING
+    status, lifted, reason_note, note = _suppression_outcome(
+        status, sup=sup, cum=cum, pct=params.worsening_growth_pct
+    )
+    attrs = {k: _jsonable(v) for k, v in rec.items() if k != "geometry"}
+    # the note belongs to this period only: a later "not seen" note must not repeat it
+    attrs["reason"] = str(rec.get("reason", ""))
+    state = FlagState(
+        flag_id=str(rec["flag_id"]),
+        aoi_id=aoi_id,
+        rule_id=str(rec["rule_id"]),
+        site_id=rec.get("site_id") if isinstance(rec.get("site_id"), str) else None,
+        status=status,
+        period=period,
+        opened_period=period if reopened or prev is None else prev.opened_period,
+        status_since=period if prev is None or prev.status != status else prev.status_since,
+        last_seen_period=period,
+        missed=0,
+        area_ha=round(cum, 4),
+        footprint=footprint,
+        history=(() if prev is None else prev.history) + ((period, status, round(cum, 4)),),
+        attrs=attrs,
+    )
+    changed = prev is None or prev.status != status
+    detail = f"seen in {period}; cumulative {cum:.2f} ha"
+    row = _row(
+        state,
+        dict(rec) | {"reason": attrs["reason"] + reason_note},
+        seen=True,
+        growth=growth,
+        sup=sup,
+        lifted=lifted or lifted_before,
+        note=note,
+    )
+    return _Step(state, row, [_change(state, prev, detail=detail)] if changed else [], lifted)
+
+
+def _unseen_step(
+    prev: FlagState, *, period: str, params: ComplyParams, suppressed: bool, sup: Suppression | None
+) -> _Step:
+    """An open flag not seen this period.
+
+    Still reported (with its last footprint and no new hectares) until it has been missed
+    ``resolve_after_periods`` times, so a cloudy period does not close a real problem.
+    ``suppressed``: its id is among the active suppressions.
+    """
+    missed = prev.missed + 1
+    # not seen: still open, but not growing; a suppression holds
+    # the analyst may have suppressed it after the last run, before any status said so
+    held = SUPPRESSED if prev.status == SUPPRESSED or suppressed else ONGOING
+    status = RESOLVED if missed >= params.resolve_after_periods else held
+    state = replace(
+        prev,
+        status=status,
+        period=period,
+        missed=missed,
+        status_since=period if status != prev.status else prev.status_since,
+        history=(*prev.history, (period, status, prev.area_ha)),
+    )
+    unseen = (
+        f"Resolved: not seen for {missed} period(s) up to {period}. "
+        if status == RESOLVED
+        else f"Not seen in {period} ({missed} period(s) without detection). "
+    )
+    rec = dict(prev.attrs) | {
+        "reason": unseen + str(prev.attrs.get("reason", "")),
+        "area_ha": 0.0,
+        "detection_ids": "",
+        "geometry": prev.footprint,
+    }
+    note = {"kind": "resolved" if status == RESOLVED else "not_seen", "missed": missed, "period": period}
+    row = _row(state, rec, seen=False, growth=0.0, sup=sup, lifted=False, note=note)
+    changes = [_change(state, prev, detail=unseen.strip())] if status != prev.status else []
+    return _Step(state, row, changes)
 
 
 def _change(state: FlagState, prev: FlagState | None, *, detail: str) -> Change:

@@ -27,6 +27,8 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
+from shapely.geometry.base import BaseGeometry
 
 from pipeline.core.records import WGS84
 
@@ -165,87 +167,126 @@ def to_mine_sites(
         When given, rows that intersect no AOI are rejected as ``outside every AOI``.
     """
     report = RegistryReport(rows_read=len(raw))
-    col = spec.get
     rows: list[dict[str, Any]] = []
-    phases: dict[str, dict[str, Any]] = spec.get("phases", {})
     geoms = _circles(raw)
     for i, rec in enumerate(raw.itertuples(index=False)):
         r = rec._asdict()
         row = int(r["source_row"])
-        site_id = r.get(col("site_id", "site_id"))
-        site_id = None if site_id is None or str(site_id).strip() in {"", "nan"} else str(site_id).strip()
-        geom = geoms.iloc[i]
-
-        def reject(reason: str, *, row: int = row, site_id: str | None = site_id) -> None:
-            report.rejected.append(Rejection(row, site_id, reason))
-
-        if site_id is None:
-            reject("missing site id")
-            continue
-        if geom is None or geom.is_empty:
-            reject("empty geometry (no polygon, or a point without lon/lat)")
-            continue
-        if not geom.is_valid:
-            import shapely
-
-            reject(f"invalid geometry ({shapely.is_valid_reason(geom)})")
-            continue
-        valid_from = _to_date(r.get(col("licence_valid_from", ""), None))
-        valid_to = _to_date(r.get(col("licence_valid_to", ""), None))
-        if valid_from is not None and valid_to is not None and valid_from > valid_to:
-            reject(f"dates inverted (valid from {valid_from.date()} after valid to {valid_to.date()})")
-            continue
-        if phases:
-            phase = str(r.get(col("phase", ""), "") or "").strip()
-            if phase not in phases:
-                reject(f"unknown licence phase {phase!r}; add it to the phases table")
-                continue
-            status = str(phases[phase]["status"])
-            kind = str(phases[phase]["kind"])
-            allows = bool(phases[phase]["allows_extraction"])
-        else:
-            status = str(r.get(col("licence_status", "licence_status"), "") or "").strip().lower()
-            if status not in LICENCE_STATUSES:
-                reject(f"unknown licence status {status!r}; use one of {', '.join(LICENCE_STATUSES)}")
-                continue
-            phase, kind = status, status
-            # the validity window is checked by the rules against the detection date, so a
-            # registry read today and one read next year give the same sites
-            allows = status == "active"
-        rows.append(
-            {
-                "site_id": site_id,
-                "name": str(r.get(col("name", "name"), site_id) or site_id),
-                "operator": str(r.get(col("operator", "operator"), "") or ""),
-                "licence_status": status,
-                "licence_kind": kind,
-                "allows_extraction": allows,
-                "phase": phase,
-                "licence_valid_from": valid_from,
-                "licence_valid_to": valid_to,
-                "last_event_date": _event_date(r.get(col("last_event", ""), None)),
-                "last_event": _event_text(r.get(col("last_event", ""), None)),
-                "mineral": str(r.get(col("mineral", "mineral"), "") or ""),
-                "registry": str(spec.get("registry", "")),
-                "radius_m": float(r["radius_m"])
-                if "radius_m" in r and r["radius_m"] == r["radius_m"]
-                else np.nan,
-                "source_rows": [row],
-                "geometry": geom,
-            }
+        site_id = _site_id(r, spec=spec)
+        site = (
+            "missing site id"
+            if site_id is None
+            else _site_row(r, row=row, site_id=site_id, geom=geoms.iloc[i], spec=spec)
         )
+        if isinstance(site, str):
+            report.rejected.append(Rejection(row, site_id, site))
+        else:
+            rows.append(site)
     sites = _merge_parts(rows, report, merge=spec.get("duplicates", "reject") == "merge")
     frame = gpd.GeoDataFrame(sites, columns=[*SITE_COLUMNS, "geometry"], geometry="geometry", crs=WGS84)
-    if aois is not None and len(frame):
-        inside = frame.intersects(aois.to_crs(WGS84).union_all())
-        for rec in frame[~inside].itertuples():
-            for row in rec.source_rows:
-                report.rejected.append(Rejection(row, rec.site_id, "outside every AOI"))
-        frame = frame[inside]
+    frame = _inside_aois(frame, aois=aois, report=report)
     frame["source_rows"] = frame["source_rows"].map(lambda rs: ",".join(map(str, rs)))
     report.rejected.sort(key=lambda r: r.row)
     report.sites = len(frame)
     return frame.reset_index(drop=True), report
+
+
+def _site_id(r: dict[str, Any], *, spec: dict[str, Any]) -> str | None:
+    """The row's title id, trimmed; None when blank (a blank cell is read as NaN)."""
+    site_id = r.get(spec.get("site_id", "site_id"))
+    return None if site_id is None or str(site_id).strip() in {"", "nan"} else str(site_id).strip()
+
+
+def _geometry_problem(geom: BaseGeometry | None) -> str | None:
+    """Why a geometry cannot be a title outline, or None: the rules measure hectares on it."""
+    if geom is None or geom.is_empty:
+        return "empty geometry (no polygon, or a point without lon/lat)"
+    if not geom.is_valid:
+        return f"invalid geometry ({shapely.is_valid_reason(geom)})"
+    return None
+
+
+@dataclass(frozen=True)
+class _Licence:
+    """What a row's phase (SIGMINE) or status (native registries) says about its title."""
+
+    status: str
+    kind: str
+    allows: bool
+    """The title allows extraction (its validity window is checked by the rules)."""
+    phase: str
+
+
+def _licence(r: dict[str, Any], *, spec: dict[str, Any]) -> _Licence | str:
+    """The row's licence, or why it is rejected: an unknown phase or status is never guessed."""
+    col = spec.get
+    phases: dict[str, dict[str, Any]] = spec.get("phases", {})
+    if phases:
+        phase = str(r.get(col("phase", ""), "") or "").strip()
+        if phase not in phases:
+            return f"unknown licence phase {phase!r}; add it to the phases table"
+        return _Licence(
+            status=str(phases[phase]["status"]),
+            kind=str(phases[phase]["kind"]),
+            allows=bool(phases[phase]["allows_extraction"]),
+            phase=phase,
+        )
+    status = str(r.get(col("licence_status", "licence_status"), "") or "").strip().lower()
+    if status not in LICENCE_STATUSES:
+        return f"unknown licence status {status!r}; use one of {', '.join(LICENCE_STATUSES)}"
+    # the validity window is checked by the rules against the detection date, so a
+    # registry read today and one read next year give the same sites
+    return _Licence(status=status, kind=status, allows=status == "active", phase=status)
+
+
+def _site_row(
+    r: dict[str, Any], *, row: int, site_id: str, geom: BaseGeometry | None, spec: dict[str, Any]
+) -> dict[str, Any] | str:
+    """One registry row as a site, or the reason it is rejected (checks in the order the
+    report names them, so one row gets one reason)."""
+    col = spec.get
+    problem = _geometry_problem(geom)
+    if problem is not None:
+        return problem
+    valid_from = _to_date(r.get(col("licence_valid_from", ""), None))
+    valid_to = _to_date(r.get(col("licence_valid_to", ""), None))
+    if valid_from is not None and valid_to is not None and valid_from > valid_to:
+        return f"dates inverted (valid from {valid_from.date()} after valid to {valid_to.date()})"
+    licence = _licence(r, spec=spec)
+    if isinstance(licence, str):
+        return licence
+    return {
+        "site_id": site_id,
+        "name": str(r.get(col("name", "name"), site_id) or site_id),
+        "operator": str(r.get(col("operator", "operator"), "") or ""),
+        "licence_status": licence.status,
+        "licence_kind": licence.kind,
+        "allows_extraction": licence.allows,
+        "phase": licence.phase,
+        "licence_valid_from": valid_from,
+        "licence_valid_to": valid_to,
+        "last_event_date": _event_date(r.get(col("last_event", ""), None)),
+        "last_event": _event_text(r.get(col("last_event", ""), None)),
+        "mineral": str(r.get(col("mineral", "mineral"), "") or ""),
+        "registry": str(spec.get("registry", "")),
+        "radius_m": float(r["radius_m"]) if "radius_m" in r and r["radius_m"] == r["radius_m"] else np.nan,
+        "source_rows": [row],
+        "geometry": geom,
+    }
+
+
+def _inside_aois(
+    frame: gpd.GeoDataFrame, *, aois: gpd.GeoDataFrame | None, report: RegistryReport
+) -> gpd.GeoDataFrame:
+    """Sites that touch an AOI; every source row of the others is reported, so a title
+    dropped for lying elsewhere is never dropped silently."""
+    if aois is None or not len(frame):
+        return frame
+    inside = frame.intersects(aois.to_crs(WGS84).union_all())
+    for rec in frame[~inside].itertuples():
+        for row in rec.source_rows:
+            report.rejected.append(Rejection(row, rec.site_id, "outside every AOI"))
+    return frame[inside]
 
 
 def _merge_parts(rows: list[dict[str, Any]], report: RegistryReport, *, merge: bool) -> list[dict[str, Any]]:

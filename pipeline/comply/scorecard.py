@@ -17,7 +17,7 @@ import pandas as pd
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.comply.lifecycle import STATUSES, FlagState
+from pipeline.comply.flag_state import STATUSES, FlagState
 from pipeline.core.records import KIND_MINING
 from pipeline.core.text import json_scalar
 
