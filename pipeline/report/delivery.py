@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.core.config import Settings, secret_from_env
+from pipeline.core.config import AlertParams, Settings, secret_from_env
 from pipeline.core.errors import ConfigError, DataNotFoundError
 from pipeline.report.mail import EmailChannel
 from pipeline.report.subscriptions import Subscription, parse_subscriptions
@@ -174,80 +174,19 @@ def deliver(
     report = DeliveryReport()
     if not subs:
         return report
-    for sub in subs:
-        if sub.webhook_url and not secret_from_env(sub.secret_env):
-            raise ConfigError(
-                f"Subscription '{sub.name}' has a webhook but {sub.secret_env} is not set. "
-                f"Export {sub.secret_env}=whsec_<base64 secret shared with the receiver>."
-            )
+    _require_secrets(subs)
     chans: Mapping[str, Channel] = channels or {
         "webhook": WebhookChannel(timeout_s=params.timeout_s),
         "email": EmailChannel(params),
     }
     alerts = {a["alert_id"]: a for a in read_outbox(outbox)}
     with ledger(settings.state_path) as con:
-        con.execute("BEGIN IMMEDIATE")
-        for alert in alerts.values():
-            for sub in subs:
-                if not sub.wants(alert):
-                    continue
-                for ch in sub.channels:
-                    con.execute(
-                        "INSERT OR IGNORE INTO alert_delivery (alert_id, subscriber, channel, aoi_id, "
-                        "message_id, queued_at, updated_at) VALUES (?,?,?,?,?,?,?)",
-                        (
-                            alert["alert_id"],
-                            sub.name,
-                            ch,
-                            alert["aoi_id"],
-                            webhook_id(alert["alert_id"], sub.name) if ch == "webhook" else None,
-                            _now(),
-                            _now(),
-                        ),
-                    )
-        con.execute("COMMIT")
+        _queue(con, alerts, subs)
         for sub in subs:
             for ch in sub.channels:
-                rows = con.execute(
-                    "SELECT alert_id, state FROM alert_delivery WHERE subscriber=? AND channel=? "
-                    "ORDER BY alert_id",
-                    (sub.name, ch),
-                ).fetchall()
-                todo = [a for a, state in rows if a in alerts and state != "delivered"]
-                report.already_delivered += sum(
-                    1 for a, state in rows if a in alerts and state == "delivered"
+                _deliver_channel(
+                    con, chans, ch, alerts, sub, params=params, retry=retry, sleep=sleep, report=report
                 )
-                if ch == "email" and sub.digest:
-                    by_aoi: dict[str, list[str]] = {}
-                    for a in todo:
-                        by_aoi.setdefault(alerts[a]["aoi_id"], []).append(a)
-                    batches = list(by_aoi.values())
-                else:
-                    batches = [[a] for a in todo]
-                down = False
-                for ids in batches:
-                    if down:
-                        # endpoint down: do not spend the backoff on every alert; they stay
-                        # pending for the next pass
-                        report.pending += len(ids)
-                        continue
-                    ids = [a for a in ids if _claim(con, (a, sub.name, ch), retry=retry)]
-                    if not ids:
-                        continue
-                    state, n, error = _attempt(
-                        chans[ch],
-                        [alerts[a] for a in ids],
-                        sub,
-                        max_attempts=max(params.max_attempts, 1),
-                        backoff_s=params.backoff_s,
-                        backoff_max_s=params.backoff_max_s,
-                        sleep=sleep,
-                    )
-                    _finish(con, [(a, sub.name, ch) for a in ids], state, n, error)
-                    setattr(report, state, getattr(report, state) + len(ids))
-                    if error and state != "delivered":
-                        report.errors.append(f"{sub.name}/{ch}: {error}")
-                    down = state == "pending"
     log.info(
         "alerts %s: %d delivered, %d pending, %d failed, %d delivered before",
         outbox,
@@ -257,3 +196,94 @@ def deliver(
         report.already_delivered,
     )
     return report
+
+
+def _require_secrets(subs: Sequence[Subscription]) -> None:
+    """Refuse to start when a webhook subscription's signing secret is not in the environment."""
+    for sub in subs:
+        if sub.webhook_url and not secret_from_env(sub.secret_env):
+            raise ConfigError(
+                f"Subscription '{sub.name}' has a webhook but {sub.secret_env} is not set. "
+                f"Export {sub.secret_env}=whsec_<base64 secret shared with the receiver>."
+            )
+
+
+def _queue(
+    con: sqlite3.Connection, alerts: Mapping[str, dict[str, Any]], subs: Sequence[Subscription]
+) -> None:
+    """One ``pending`` ledger row per alert, wanting subscriber and channel (kept if there)."""
+    con.execute("BEGIN IMMEDIATE")
+    for alert in alerts.values():
+        for sub in subs:
+            if not sub.wants(alert):
+                continue
+            for ch in sub.channels:
+                con.execute(
+                    "INSERT OR IGNORE INTO alert_delivery (alert_id, subscriber, channel, aoi_id, "
+                    "message_id, queued_at, updated_at) VALUES (?,?,?,?,?,?,?)",
+                    (
+                        alert["alert_id"],
+                        sub.name,
+                        ch,
+                        alert["aoi_id"],
+                        webhook_id(alert["alert_id"], sub.name) if ch == "webhook" else None,
+                        _now(),
+                        _now(),
+                    ),
+                )
+    con.execute("COMMIT")
+
+
+def _batches(todo: list[str], alerts: Mapping[str, dict[str, Any]], *, digest: bool) -> list[list[str]]:
+    """One alert per message, or with ``digest`` one message per AOI."""
+    if not digest:
+        return [[a] for a in todo]
+    by_aoi: dict[str, list[str]] = {}
+    for a in todo:
+        by_aoi.setdefault(alerts[a]["aoi_id"], []).append(a)
+    return list(by_aoi.values())
+
+
+def _deliver_channel(
+    con: sqlite3.Connection,
+    chans: Mapping[str, Channel],
+    ch: str,
+    alerts: Mapping[str, dict[str, Any]],
+    sub: Subscription,
+    *,
+    params: AlertParams,
+    retry: bool,
+    sleep: Callable[[float], None],
+    report: DeliveryReport,
+) -> None:
+    """Send ``sub``'s undelivered alerts of ``alerts`` on channel ``ch``, counting into ``report``."""
+    rows = con.execute(
+        "SELECT alert_id, state FROM alert_delivery WHERE subscriber=? AND channel=? ORDER BY alert_id",
+        (sub.name, ch),
+    ).fetchall()
+    todo = [a for a, state in rows if a in alerts and state != "delivered"]
+    report.already_delivered += sum(1 for a, state in rows if a in alerts and state == "delivered")
+    down = False
+    for ids in _batches(todo, alerts, digest=ch == "email" and sub.digest):
+        if down:
+            # endpoint down: do not spend the backoff on every alert; they stay pending for
+            # the next pass
+            report.pending += len(ids)
+            continue
+        ids = [a for a in ids if _claim(con, (a, sub.name, ch), retry=retry)]
+        if not ids:
+            continue
+        state, n, error = _attempt(
+            chans[ch],
+            [alerts[a] for a in ids],
+            sub,
+            max_attempts=max(params.max_attempts, 1),
+            backoff_s=params.backoff_s,
+            backoff_max_s=params.backoff_max_s,
+            sleep=sleep,
+        )
+        _finish(con, [(a, sub.name, ch) for a in ids], state, n, error)
+        setattr(report, state, getattr(report, state) + len(ids))
+        if error and state != "delivered":
+            report.errors.append(f"{sub.name}/{ch}: {error}")
+        down = state == "pending"

@@ -1,4 +1,8 @@
-"""Exports of flags and detections: GeoParquet, RFC 7946 GeoJSON, CSV with WKT."""
+"""Exports of flags and detections: GeoParquet, RFC 7946 GeoJSON, CSV with WKT.
+
+CSV cells are spreadsheet-safe (:mod:`pipeline.report.csvsafe`): a site id or name starting
+with ``=``, ``+``, ``-`` or ``@`` is written with a leading ``'``, numbers as they are.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import pandas as pd
 
 from pipeline.core.atomic import write_text, write_with
 from pipeline.core.records import WGS84
+from pipeline.report.csvsafe import csv_text
 
 
 def plain(value: Any) -> Any:
@@ -78,11 +83,12 @@ def write_geojson(frame: gpd.GeoDataFrame, target: Path) -> Path:
 
 
 def write_csv(frame: gpd.GeoDataFrame, target: Path) -> Path:
-    """CSV with the geometry as WKT in column ``wkt`` (EPSG:4326), atomically."""
+    """CSV with the geometry as WKT in column ``wkt`` (EPSG:4326), spreadsheet-safe cells,
+    atomically."""
     f = _stringify_dates(frame.to_crs(WGS84))
     table = pd.DataFrame(f.drop(columns=f.geometry.name))
     table["wkt"] = f.geometry.to_wkt(rounding_precision=6)
-    return write_text(target, table.to_csv(index=False, lineterminator="\n"))
+    return write_text(target, csv_text(table))
 
 
 def impact_table(flags: gpd.GeoDataFrame, detections: gpd.GeoDataFrame) -> pd.DataFrame:
@@ -124,5 +130,5 @@ def impact_table(flags: gpd.GeoDataFrame, detections: gpd.GeoDataFrame) -> pd.Da
 
 
 def write_impact_csv(flags: gpd.GeoDataFrame, detections: gpd.GeoDataFrame, target: Path) -> Path:
-    """:func:`impact_table` as CSV, atomically."""
-    return write_text(target, impact_table(flags, detections).to_csv(index=False, lineterminator="\n"))
+    """:func:`impact_table` as CSV (spreadsheet-safe cells), atomically."""
+    return write_text(target, csv_text(impact_table(flags, detections)))

@@ -4,209 +4,50 @@ The page needs no network: Leaflet and jQuery are inlined (:mod:`pipeline.report
 only basemap tiles are fetched, and when they cannot load a note says so over a plain
 background. Every value placed in HTML goes through :func:`pipeline.report.markup.esc`;
 popups and tooltips are handed to Leaflet as JSON strings, never pasted into JavaScript.
-Each flag marker is an SVG path with class ``asm-flag`` and id ``flag-<flag_id>``, and
-``map.html#flag-<flag_id>`` (the link in alerts) zooms to the flag and opens its popup.
+No data ever reaches Jinja as template source: every element renders verbatim
+(:mod:`pipeline.report.verbatim`), and the page is checked for one that would not before it
+renders. Each flag marker is an SVG path with class ``asm-flag`` and id ``flag-<flag_id>``,
+and ``map.html#flag-<flag_id>`` (the link in alerts) zooms to the flag and opens its popup.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import geopandas as gpd
 
 from pipeline.core.atomic import write_text
 from pipeline.core.records import WGS84
-from pipeline.core.version import __version__
 from pipeline.report.assets import assert_offline, inline_head
 from pipeline.report.i18n import Catalogue, catalogue
-from pipeline.report.markup import esc, is_blank, rows_table
-from pipeline.report.reasons import clause_text, reason_text
-from pipeline.report.scorecard import site_facts, site_states
+from pipeline.report.map_html import (
+    MAP_CSS,
+    SEVERITY_COLOURS,
+    SITE_COLOURS,
+    flag_popup,
+    legend_html,
+    period_colours,
+    site_popup,
+)
+from pipeline.report.markup import esc, is_blank
+from pipeline.report.sites import site_states
+
+__all__ = ["SEVERITY_COLOURS", "SITE_COLOURS", "period_colours", "render_map", "site_states", "write_map"]
 
 log = logging.getLogger(__name__)
 
-SEVERITY_COLOURS = {"high": "#c0392b", "medium": "#e67e22", "low": "#f1c40f", "info": "#27ae60"}
-SITE_COLOURS = {
-    "flagged_high": "#c0392b",
-    "flagged_medium": "#e67e22",
-    "flagged_low": "#f1c40f",
-    "licence_invalid": "#8e44ad",
-    "compliant": "#27ae60",
-}
-# viridis-like ramp: older detections dark blue, newest yellow
-_RAMP = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"]
-_MAP_CSS = (
-    ".leaflet-container{background:#dfe6e9}"
-    ".asm-box{background:rgba(255,255,255,.94);padding:6px 8px;border:1px solid #999;border-radius:4px;"
-    "font:12px/1.35 system-ui,sans-serif;max-width:300px}"
-    "#asm-legend{position:fixed;bottom:64px;left:10px;z-index:1000;max-height:60vh;overflow:auto}"
-    "#asm-legend i{display:inline-block;width:11px;height:11px;margin-right:5px;border:1px solid #555}"
-    "#asm-tiles-note{display:none;position:fixed;top:10px;left:60px;z-index:1000;background:#fff3cd}"
-    ".asm-popup th{text-align:left;padding-right:6px;vertical-align:top}.asm-popup{font-size:12px}"
-)
 
-
-def _folium() -> Any:
+def _elements() -> tuple[ModuleType, ModuleType]:
+    """The verbatim folium classes and the map's script elements (folium imported lazily)."""
     try:
-        import folium
+        from pipeline.report import map_elements, verbatim
     except ImportError as exc:  # pragma: no cover - folium is a core dependency
         raise ImportError("The map needs folium: pip install folium") from exc
-    return folium
-
-
-def _hex(c: str) -> tuple[int, int, int]:
-    return int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16)
-
-
-def period_colours(labels: list[str]) -> dict[str, str]:
-    """Colour per period label, oldest to newest along a viridis-like ramp (sorted as text,
-    which orders ``2019 < 2020 < 2025Q2``)."""
-    labels = sorted(set(labels))
-    out = {}
-    for i, label in enumerate(labels):
-        x = i / max(len(labels) - 1, 1) * (len(_RAMP) - 1)
-        lo = min(int(x), len(_RAMP) - 2)
-        a, b = _hex(_RAMP[lo]), _hex(_RAMP[lo + 1])
-        t = x - lo
-        out[label] = "#" + "".join(f"{round(p + (q - p) * t):02x}" for p, q in zip(a, b, strict=True))
-    return out
-
-
-def _bind_html(folium: Any, *, tooltip: bool = True, popup: bool = True) -> Any:
-    """A child element binding each GeoJSON feature's pre-escaped ``_tip``/``_popup``."""
-    from branca.element import MacroElement
-    from jinja2 import Template
-
-    el = MacroElement()
-    el._template = Template(
-        "{% macro script(this, kwargs) %}"
-        "{{ this._parent.get_name() }}.eachLayer(function(l){var p=l.feature.properties;"
-        + ("if(p._tip){l.bindTooltip(p._tip,{sticky:true});}" if tooltip else "")
-        + ("if(p._popup){l.bindPopup(p._popup,{maxWidth:420});}" if popup else "")
-        + "});{% endmacro %}"
-    )
-    return el
-
-
-def _flag_binding(popup: str, tip: str, fid: str) -> Any:
-    from branca.element import MacroElement
-    from jinja2 import Template
-
-    el = MacroElement()
-    el._template = Template(
-        "{% macro script(this, kwargs) %}"
-        "(function(m){m.bindPopup({{ this.popup|tojson }},{maxWidth:440});"
-        "m.bindTooltip({{ this.tip|tojson }});window.asmFlags=window.asmFlags||{};"
-        "window.asmFlags[{{ this.fid|tojson }}]=m;"
-        "function tag(){var e=m.getElement&&m.getElement();if(e){e.id={{ ('flag-' ~ this.fid)|tojson }};"
-        "e.setAttribute('data-flag-id',{{ this.fid|tojson }});}}"
-        "m.on('add',tag);tag();})({{ this._parent.get_name() }});{% endmacro %}"
-    )
-    el.popup, el.tip, el.fid = popup, tip, fid  # type: ignore[attr-defined]
-    return el
-
-
-def _page_script(map_name: str, tiles_name: str) -> Any:
-    from branca.element import MacroElement
-    from jinja2 import Template
-
-    el = MacroElement()
-    el._template = Template(
-        "{% macro script(this, kwargs) %}"
-        f"(function(){{var note=document.getElementById('asm-tiles-note');var shown=false;"
-        f"function show(){{if(!shown){{shown=true;note.style.display='block';}}}}"
-        f"{tiles_name}.on('tileerror',show);if(navigator.onLine===false){{show();}}"
-        "function go(){var h=/^#flag-([0-9a-f]+)$/.exec(location.hash);if(!h||!window.asmFlags)return;"
-        f"var m=window.asmFlags[h[1]];if(!m)return;{map_name}.setView(m.getLatLng(),"
-        f"Math.max({map_name}.getZoom(),13));m.openPopup();}}"
-        "window.addEventListener('hashchange',go);go();})();{% endmacro %}"
-    )
-    return el
-
-
-def _chips_html(chips: list[tuple[str, str, str]], cat: Catalogue) -> str:
-    """Image chips (kind, date, data URI) as a row of small figures."""
-    figures = "".join(
-        f"<figure style='margin:0 4px 0 0;display:inline-block'>"
-        f"<img src='{esc(uri)}' width='120' height='120' style='image-rendering:pixelated'>"
-        f"<figcaption>{esc(cat.t('map.chip_' + kind))} {esc(date)}</figcaption></figure>"
-        for kind, date, uri in chips
-    )
-    return f"<div class='asm-chips'><b>{esc(cat.t('map.chip_title'))}</b><br>{figures}</div>"
-
-
-def _flag_popup(
-    rec: dict[str, Any],
-    cat: Catalogue,
-    scorecards: dict[str, str],
-    chips: list[tuple[str, str, str]] | None = None,
-) -> str:
-    site = rec.get("site_id") if not is_blank(rec.get("site_id")) else None
-    site_label = (
-        f"{rec.get('site_name')} ({site})" if site and rec.get("site_name") not in (None, site) else site
-    )
-    licence = " / ".join(
-        cat.term(section, rec.get(section))
-        for section in ("licence_kind", "licence_status")
-        if not is_blank(rec.get(section))
-    )
-    body = rows_table(
-        {
-            cat.t("field.rule"): cat.label("rule", rec["rule_id"]),
-            cat.t("field.severity"): cat.label("severity", rec["severity"]),
-            cat.t("field.status"): cat.label("status", rec["status"]),
-            cat.t("field.reason"): reason_text(rec, cat=cat),
-            cat.t("field.hectares"): cat.ha(rec.get("area_ha")),
-            cat.t("field.mined_hectares"): cat.ha(rec.get("mined_area_ha")),
-            cat.t("field.first_seen"): rec.get("first_seen"),
-            cat.t("field.last_seen"): rec.get("last_seen"),
-            cat.t("field.evidence_dates"): str(rec.get("periods") or "").replace(",", ", "),
-            cat.t("field.site"): site_label,
-            cat.t("field.licence"): licence,
-            cat.t("field.clause"): clause_text(rec, cat=cat),
-            cat.t("field.coordinates"): f"{rec['lon']:.5f}, {rec['lat']:.5f}",
-            cat.t("field.flag_id"): rec["flag_id"],
-        }
-    )
-    if chips:
-        body += _chips_html(chips, cat)
-    if site and site in scorecards:
-        body += f"<a href='{esc(scorecards[site])}'>{esc(cat.t('map.scorecard_link'))}</a>"
-    return body
-
-
-def _legend(
-    *,
-    title: str,
-    cat: Catalogue,
-    periods: dict[str, str],
-    n_flags: int,
-    attribution: str,
-    run_id: str,
-    has_sites: bool,
-) -> str:
-    def swatch(colour: str, label: str) -> str:
-        return f"<div><i style='background:{esc(colour)}'></i>{esc(label)}</div>"
-
-    sites = "".join(swatch(c, cat.t(f"site_state.{k}")) for k, c in SITE_COLOURS.items())
-    sev = "".join(swatch(SEVERITY_COLOURS[k], cat.label("severity", k)) for k in ("high", "medium", "low"))
-    det = "".join(swatch(c, p) for p, c in periods.items())
-    generated = cat.t(
-        "generated", version=__version__, run_id=run_id or "-", date=datetime.now(UTC).date().isoformat()
-    )
-    return (
-        f"<div id='asm-legend' class='asm-box'><b>{esc(title)}</b> &middot; "
-        f"{esc(cat.t('map.flag_count', n=n_flags))}"
-        + (f"<div><b>{esc(cat.t('map.legend_sites'))}</b>{sites}</div>" if has_sites else "")
-        + f"<div><b>{esc(cat.t('map.legend_flags'))}</b>{sev}</div>"
-        + (f"<div><b>{esc(cat.t('map.legend_detections'))}</b>{det}</div>" if periods else "")
-        + f"<small class='muted'>{esc(attribution)}<br>{esc(generated)}</small></div>"
-        f"<div id='asm-tiles-note' class='asm-box' role='status'>{esc(cat.t('map.tiles_offline'))}</div>"
-    )
+    return verbatim, map_elements
 
 
 def render_map(
@@ -236,96 +77,143 @@ def render_map(
     chips
         flag_id -> image chips ``(kind, date, data URI)``, kind ``before`` or ``after``.
     """
-    folium = _folium()
-    from branca.element import Element
-
+    vb, elements = _elements()
     cat = catalogue(lang)
     scorecards = scorecards or {}
-    aoi = aoi.to_crs(WGS84)
-    minx, miny, maxx, maxy = aoi.total_bounds
-    fmap = folium.Map(tiles=None, control_scale=True, prefer_canvas=False)
+    page, fmap, tiles = _new_page(aoi, title=title, cat=cat)
+    _add_aoi(fmap, aoi, cat=cat)
+    has_sites = sites is not None and len(sites) > 0
+    if sites is not None and has_sites:
+        _add_sites(fmap, sites, flags, cat=cat, scorecards=scorecards)
+    periods = _add_detections(fmap, detections, cat=cat) if len(detections) else {}
+    _add_flags(fmap, flags, cat=cat, scorecards=scorecards, chips=chips or {})
+    vb.LayerControl(collapsed=False).add_to(fmap)
+    legend = legend_html(
+        title=title,
+        cat=cat,
+        periods=periods,
+        n_flags=int((flags["rule_id"] != "compliant").sum()) if len(flags) else 0,
+        attribution=attribution,
+        run_id=run_id,
+        has_sites=has_sites,
+    )
+    page.html.add_child(vb.Verbatim(legend), name="asm_legend")
+    fmap.add_child(elements.PageScript(tiles=tiles))
+    vb.check_tree(page)
+    html_doc = str(page.render()).replace("<html>", f"<html lang='{esc(lang)}'>", 1)
+    assert_offline(html_doc)
+    return html_doc
+
+
+def _new_page(aoi: gpd.GeoDataFrame, *, title: str, cat: Catalogue) -> tuple[Any, Any, Any]:
+    """(page, map, basemap layer): an empty map fitted to the AOI with Leaflet inlined."""
+    vb, _ = _elements()
+    minx, miny, maxx, maxy = aoi.to_crs(WGS84).total_bounds
+    fmap = vb.Map(tiles=None, control_scale=True, prefer_canvas=False)
     # we inline what the page needs instead of folium's CDN links
     fmap.default_js, fmap.default_css = [], []
-    root = fmap.get_root()
-    root.title = esc(title)
-    root.header.add_child(Element(inline_head() + f"<style>{_MAP_CSS}</style>"), name="asm_assets", index=0)
-    tiles = folium.TileLayer(
-        "OpenStreetMap", name=cat.t("map.basemap"), attr="&copy; OpenStreetMap contributors"
+    page = vb.Page()
+    page.add_child(fmap)
+    page.title = esc(title)
+    page.header.add_child(
+        vb.Verbatim(inline_head() + f"<style>{MAP_CSS}</style>"), name="asm_assets", index=0
     )
+    tiles = vb.TileLayer("OpenStreetMap", name=cat.t("map.basemap"), attr="&copy; OpenStreetMap contributors")
     tiles.add_to(fmap)
-    fmap.fit_bounds([[miny, minx], [maxy, maxx]])
+    fmap.add_child(vb.FitBounds([[miny, minx], [maxy, maxx]]))
+    return page, fmap, tiles
 
-    outline = folium.FeatureGroup(name=esc(cat.t("map.layer_aoi")), show=True)
-    view = aoi[["geometry"]].assign(_tip=[esc(n) for n in aoi["name"]])
-    gj = folium.GeoJson(
-        view.to_json(), style_function=lambda _: {"color": "#2c3e50", "weight": 3, "fill": False}
+
+def _add_layer(
+    fmap: Any,
+    view: gpd.GeoDataFrame,
+    *,
+    name: str,
+    style: Any,
+    tooltip: bool = True,
+    popup: bool = True,
+) -> None:
+    """``view`` (with ``_tip``/``_popup`` HTML columns) as a GeoJson layer in its own group."""
+    vb, elements = _elements()
+    group = vb.FeatureGroup(name=esc(name), show=True)
+    gj = vb.GeoJson(view.to_json(), style_function=style)
+    gj.add_child(elements.FeatureHtml(tooltip=tooltip, popup=popup))
+    gj.add_to(group)
+    group.add_to(fmap)
+
+
+def _add_aoi(fmap: Any, aoi: gpd.GeoDataFrame, *, cat: Catalogue) -> None:
+    a = aoi.to_crs(WGS84)
+    view = a[["geometry"]].assign(_tip=[esc(n) for n in a["name"]])
+    outline = {"color": "#2c3e50", "weight": 3, "fill": False}
+    _add_layer(fmap, view, name=cat.t("map.layer_aoi"), style=lambda _: outline, popup=False)
+
+
+def _add_sites(
+    fmap: Any,
+    sites: gpd.GeoDataFrame,
+    flags: gpd.GeoDataFrame,
+    *,
+    cat: Catalogue,
+    scorecards: dict[str, str],
+) -> None:
+    states = site_states(sites, flags)
+    s = sites.to_crs(WGS84)
+    tips, popups = [], []
+    for rec, state in zip(s.drop(columns="geometry").to_dict("records"), states, strict=True):
+        sid = rec["site_id"]
+        tips.append(esc(f"{sid} · {cat.t(f'site_state.{state}')}"))
+        popups.append(site_popup(rec, state=state, cat=cat, scorecard=scorecards.get(sid)))
+    view = gpd.GeoDataFrame(
+        {"state": states, "_tip": tips, "_popup": popups}, geometry=s.geometry.values, crs=WGS84
     )
-    gj.add_child(_bind_html(folium, popup=False))
-    gj.add_to(outline)
-    outline.add_to(fmap)
 
-    if sites is not None and len(sites):
-        group = folium.FeatureGroup(name=esc(cat.t("map.layer_sites")), show=True)
-        states = site_states(sites, flags)
-        s = sites.to_crs(WGS84)
-        tips, popups = [], []
-        for rec, state in zip(s.drop(columns="geometry").to_dict("records"), states, strict=True):
-            sid = rec["site_id"]
-            tips.append(esc(f"{sid} · {cat.t(f'site_state.{state}')}"))
-            body = rows_table(
-                {**site_facts(rec, cat=cat), cat.t("field.status"): cat.t(f"site_state.{state}")}
-            )
-            if sid in scorecards:
-                body += f"<a href='{esc(scorecards[sid])}'>{esc(cat.t('map.scorecard_link'))}</a>"
-            popups.append(body)
-        view = gpd.GeoDataFrame(
-            {"state": states, "_tip": tips, "_popup": popups}, geometry=s.geometry.values, crs=WGS84
-        )
-        gj = folium.GeoJson(
-            view.to_json(),
-            style_function=lambda f: {
-                "color": SITE_COLOURS.get(f["properties"]["state"], "#7f8c8d"),
-                "weight": 1.5,
-                "fillOpacity": 0.15,
-            },
-        )
-        gj.add_child(_bind_html(folium))
-        gj.add_to(group)
-        group.add_to(fmap)
+    def style(f: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "color": SITE_COLOURS.get(f["properties"]["state"], "#7f8c8d"),
+            "weight": 1.5,
+            "fillOpacity": 0.15,
+        }
 
-    periods: dict[str, str] = {}
-    if len(detections):
-        group = folium.FeatureGroup(name=esc(cat.t("map.layer_detections")), show=True)
-        d = detections.to_crs(WGS84)
-        labels = [
-            str(p) if not is_blank(p) else str(fs)[:4]
-            for p, fs in zip(d["period"], d["first_seen"], strict=True)
-        ]
-        periods = period_colours(labels)
-        tips = [
-            esc(f"{cat.label('kind', k)} · {p} · {cat.ha(a)} ha")
-            for k, p, a in zip(d["kind"], labels, d["area_ha"], strict=True)
-        ]
-        view = gpd.GeoDataFrame(
-            {"_c": [periods[p] for p in labels], "_tip": tips}, geometry=d.geometry.values, crs=WGS84
-        )
-        gj = folium.GeoJson(
-            view.to_json(),
-            style_function=lambda f: {
-                "color": f["properties"]["_c"],
-                "weight": 1,
-                "fillColor": f["properties"]["_c"],
-                "fillOpacity": 0.55,
-            },
-        )
-        gj.add_child(_bind_html(folium, popup=False))
-        gj.add_to(group)
-        group.add_to(fmap)
+    _add_layer(fmap, view, name=cat.t("map.layer_sites"), style=style)
 
-    group = folium.FeatureGroup(name=esc(cat.t("map.layer_flags")), show=True)
+
+def _add_detections(fmap: Any, detections: gpd.GeoDataFrame, *, cat: Catalogue) -> dict[str, str]:
+    """Draw the detections coloured by period; return period label -> colour for the legend."""
+    d = detections.to_crs(WGS84)
+    labels = [
+        str(p) if not is_blank(p) else str(fs)[:4] for p, fs in zip(d["period"], d["first_seen"], strict=True)
+    ]
+    periods = period_colours(labels)
+    tips = [
+        esc(f"{cat.label('kind', k)} · {p} · {cat.ha(a)} ha")
+        for k, p, a in zip(d["kind"], labels, d["area_ha"], strict=True)
+    ]
+    view = gpd.GeoDataFrame(
+        {"_c": [periods[p] for p in labels], "_tip": tips}, geometry=d.geometry.values, crs=WGS84
+    )
+
+    def style(f: dict[str, Any]) -> dict[str, Any]:
+        colour = f["properties"]["_c"]
+        return {"color": colour, "weight": 1, "fillColor": colour, "fillOpacity": 0.55}
+
+    _add_layer(fmap, view, name=cat.t("map.layer_detections"), style=style, popup=False)
+    return periods
+
+
+def _add_flags(
+    fmap: Any,
+    flags: gpd.GeoDataFrame,
+    *,
+    cat: Catalogue,
+    scorecards: dict[str, str],
+    chips: dict[str, list[tuple[str, str, str]]],
+) -> None:
+    vb, elements = _elements()
+    group = vb.FeatureGroup(name=esc(cat.t("map.layer_flags")), show=True)
     for rec in flags.to_dict("records"):
         sev = re.sub(r"[^a-z]", "", str(rec["severity"]))
-        marker = folium.CircleMarker(
+        marker = vb.CircleMarker(
             location=[float(rec["lat"]), float(rec["lon"])],
             radius=7 if rec["rule_id"] != "compliant" else 4,
             color="#222",
@@ -336,34 +224,12 @@ def render_map(
             fill_opacity=0.25 if rec["status"] == "resolved" else 0.9,
             class_name=f"asm-flag asm-sev-{sev}",
         )
+        fid = str(rec["flag_id"])
+        popup = flag_popup(rec, cat=cat, scorecards=scorecards, chips=chips.get(fid))
         tip = esc(f"{cat.label('rule', rec['rule_id'])} ({cat.label('severity', rec['severity'])})")
-        marker.add_child(
-            _flag_binding(
-                _flag_popup(rec, cat, scorecards, (chips or {}).get(str(rec["flag_id"]))),
-                tip,
-                str(rec["flag_id"]),
-            )
-        )
+        marker.add_child(elements.FlagBinding(popup=popup, tip=tip, fid=fid))
         marker.add_to(group)
     group.add_to(fmap)
-    folium.LayerControl(collapsed=False).add_to(fmap)
-    root.html.add_child(
-        Element(
-            _legend(
-                title=title,
-                cat=cat,
-                periods=periods,
-                n_flags=int((flags["rule_id"] != "compliant").sum()) if len(flags) else 0,
-                attribution=attribution,
-                run_id=run_id,
-                has_sites=sites is not None and len(sites) > 0,
-            )
-        )
-    )
-    fmap.add_child(_page_script(fmap.get_name(), tiles.get_name()))
-    html_doc = str(root.render()).replace("<html>", f"<html lang='{esc(lang)}'>", 1)
-    assert_offline(html_doc)
-    return html_doc
 
 
 def write_map(target: Path, **kwargs: Any) -> Path:

@@ -1,8 +1,11 @@
 """Escaping and small HTML pieces shared by the map, scorecards, index and e-mail.
 
-Everything that reaches HTML goes through :func:`esc`. It also encodes the characters that
-matter inside a JavaScript template literal (`` ` ``, ``$``, ``\\``), because folium places
-popup HTML in one: html.escape alone would let a site name like ``${alert(1)}`` run.
+Everything that reaches HTML goes through :func:`esc`. Besides HTML's own characters it
+encodes those that matter inside a JavaScript template literal (`` ` ``, ``$``, ``\\``) and
+Jinja's delimiters (``{``, ``}``, ``%``): the map never hands data to a template engine as
+source (see :mod:`pipeline.report.verbatim`), and should a future element do so, escaped text
+still reads as text there. NUL and bidi controls are shown as ``\\u202e``-style escapes
+(:func:`visible`), so a name cannot reorder the text around it (``cod\\u202egnp.exe``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,17 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-_JS_LITERAL = str.maketrans({"`": "&#96;", "$": "&#36;", "\\": "&#92;"})
+_SCRIPT_AND_TEMPLATE = str.maketrans(
+    {"`": "&#96;", "$": "&#36;", "\\": "&#92;", "{": "&#123;", "}": "&#125;", "%": "&#37;"}
+)
+#: NUL and the bidi controls (LRM, RLM, ALM, LRE..RLO, LRI..PDI): invisible, yet they hide or
+#: reorder the characters around them
+INVISIBLE = frozenset(
+    ["\x00", "\u061c", "\u200e", "\u200f"]
+    + [chr(c) for c in range(0x202A, 0x202F)]
+    + [chr(c) for c in range(0x2066, 0x206A)]
+)
+_VISIBLE = str.maketrans({c: f"\\u{ord(c):04x}" for c in INVISIBLE})
 
 PAGE_CSS = (
     "body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:1.5em;color:#222}"
@@ -38,9 +51,16 @@ def is_blank(value: object) -> bool:
         return False
 
 
+def visible(text: str) -> str:
+    """``text`` with NUL and bidi controls written as escapes (U+202E -> ``\\u202e``)."""
+    return text.translate(_VISIBLE)
+
+
 def esc(value: object) -> str:
-    """HTML-escape ``value`` (quotes too) and the JS template-literal characters."""
-    return html.escape("" if is_blank(value) else str(value), quote=True).translate(_JS_LITERAL)
+    """HTML-escape ``value`` (quotes too), the JS template-literal characters and Jinja's
+    delimiters; NUL and bidi controls made :func:`visible`."""
+    text = "" if is_blank(value) else visible(str(value))
+    return html.escape(text, quote=True).translate(_SCRIPT_AND_TEMPLATE)
 
 
 def rows_table(rows: Mapping[str, Any], *, css_class: str = "asm-popup") -> str:

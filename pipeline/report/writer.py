@@ -14,6 +14,7 @@ from pipeline.core.atomic import write_text
 from pipeline.core.config import Settings
 from pipeline.core.errors import PipelineError
 from pipeline.core.records import Aoi
+from pipeline.report.csvsafe import csv_text
 from pipeline.report.delivery import DeliveryReport, deliver
 from pipeline.report.exports import write_impact_csv
 from pipeline.report.index import write_index
@@ -48,12 +49,8 @@ def write_extras(
         "flag_summary.csv": write_impact_csv(flags, detections, target / "flag_summary.csv")
     }
     if impact is not None:
-        outputs["impact.csv"] = write_text(
-            target / "impact.csv", impact.summary.to_csv(index=False, lineterminator="\n")
-        )
-        outputs["impact_by_phase.csv"] = write_text(
-            target / "impact_by_phase.csv", impact.by_phase.to_csv(index=False, lineterminator="\n")
-        )
+        outputs["impact.csv"] = write_text(target / "impact.csv", csv_text(impact.summary))
+        outputs["impact_by_phase.csv"] = write_text(target / "impact_by_phase.csv", csv_text(impact.by_phase))
     if sites is not None and len(sites):
         written = write_scorecards(
             target / "scorecards",

@@ -1,5 +1,6 @@
 """The map in a real headless Chromium, offline: renders, one marker per flag, no script
-from data runs, ``#flag-<id>`` opens that flag, and the tiles note shows."""
+from data runs, template syntax in names shows as text, ``#flag-<id>`` opens that flag, and
+the tiles note shows."""
 
 from __future__ import annotations
 
@@ -106,6 +107,72 @@ def test_synthetic_map_with_hostile_names_runs_no_script(
     assert page.locator("#asm-tiles-note").is_visible()  # tiles were blocked
     assert v.blocked and all("tile" in u for u in v.blocked)
     page.screenshot(path=str(tmp_path / "synthetic.png"))
+    page.close()
+
+
+#: Jinja, HTML and JS payloads as a SIGMINE holder or AOI name could carry them
+# (tests/reliability/test_injection.py renders the full set through every writer)
+TEMPLATE_PAYLOADS = " ".join(
+    [
+        "{{ 7*7 }}",
+        "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+        "{% raw %}",
+        "{#",
+        "</script><script>window.__pwned=1</script>",
+        '"><img src=x onerror="window.__pwned=1">',
+        "`${window.__pwned=1}`",
+    ]
+)
+
+
+def test_template_payloads_show_as_text_in_chromium(
+    browser: Any,
+    tmp_path: Path,
+    aoi_frame: gpd.GeoDataFrame,
+    detections: gpd.GeoDataFrame,
+    flags: gpd.GeoDataFrame,
+    sites: gpd.GeoDataFrame,
+) -> None:
+    sid = "100/" + TEMPLATE_PAYLOADS
+    sites = sites.assign(site_id=sites["site_id"].replace("100/2001", sid), name=TEMPLATE_PAYLOADS)
+    flags = flags.assign(site_id=flags["site_id"].replace("100/2001", sid))
+    flags.loc[flags["site_id"] == sid, "site_name"] = TEMPLATE_PAYLOADS
+    title = "AOI " + TEMPLATE_PAYLOADS
+    path = write_map(
+        tmp_path / "map.html",
+        aoi=aoi_frame.assign(name=title),
+        detections=detections,
+        flags=flags,
+        sites=sites,
+        title=title,
+        attribution=TEMPLATE_PAYLOADS,
+        lang="es",
+        scorecards=scorecard_links(sites),
+    )
+    v = Visit(browser, path.as_uri())
+    page = v.page
+    page.evaluate(
+        "document.querySelectorAll('path.leaflet-interactive').forEach(e => e.dispatchEvent(new MouseEvent('mouseover', {bubbles: true})))"
+    )
+    for fid in flags["flag_id"]:
+        page.evaluate(f"window.asmFlags['{fid}'].openPopup()")
+    first = flags["flag_id"].iloc[0]
+    page.evaluate(f"window.asmFlags['{first}'].openPopup()")
+    page.wait_for_timeout(300)
+    assert v.dialogs == [] and v.errors == []
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.locator("img[src='x']").count() == 0
+    # the reader sees the names as they were written: not 49, not the output of `id`
+    assert page.title() == title
+    legend = page.locator("#asm-legend").inner_text()
+    popup = page.locator(".leaflet-popup-content").inner_text()
+    tips = "\n".join(page.locator(".leaflet-tooltip").all_inner_texts())
+    for shown in (legend, popup, tips):
+        assert TEMPLATE_PAYLOADS in shown
+        assert "uid=" not in shown
+    assert title in legend and title in tips  # the AOI name: heading and outline tooltip
+    assert sid in popup and sid in tips  # the site id: flag popup and site tooltip
+    page.screenshot(path=str(tmp_path / "payloads.png"))
     page.close()
 
 

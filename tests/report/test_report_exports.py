@@ -12,6 +12,7 @@ import pytest
 import shapely
 
 from pipeline.core.atomic import write_with
+from pipeline.report.csvsafe import csv_cell, csv_unguard
 from pipeline.report.exports import impact_table, write_csv, write_geojson, write_geoparquet
 
 
@@ -71,3 +72,38 @@ def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
         write_with(target, broken)
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+@pytest.mark.parametrize(
+    ("cell", "written"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+1+2", "'+1+2"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\nx"),  # a bare CR would end the row in a reader; LF is quoted by the writer
+        ("-12.5", "-12.5"),  # a number held as text is no formula
+        ("+3e5", "+3e5"),
+        ("Mina =1", "Mina =1"),
+        ("a\u202eb\x00", "a\\u202eb\\u0000"),
+        (-12.5, -12.5),
+        (None, None),
+    ],
+)
+def test_csv_cells_are_spreadsheet_safe(cell: object, written: object) -> None:
+    assert csv_cell(cell) == written
+    # `map --run` reads licence_history.csv back: writing it again guards nothing twice
+    assert csv_cell(csv_unguard(written)) == written
+
+
+def test_unguard_takes_off_only_our_quote() -> None:
+    assert csv_unguard("'=1+1") == "=1+1" and csv_unguard("'\tx") == "\tx"
+    assert csv_unguard("'tis") == "'tis" and csv_unguard("'") == "'" and csv_unguard(3) == 3
+
+
+def test_csv_keeps_numeric_columns_numeric(flags: gpd.GeoDataFrame, tmp_path: Path) -> None:
+    hostile = flags.assign(site_id='=HYPERLINK("http://x.test")', area_ha=-1.5)
+    table = pd.read_csv(write_csv(hostile, tmp_path / "flags.csv"))
+    assert (table["site_id"] == '\'=HYPERLINK("http://x.test")').all()
+    assert table["area_ha"].dtype.kind == "f" and (table["area_ha"] == -1.5).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import string
 
@@ -9,7 +10,7 @@ import pytest
 
 from pipeline.core.errors import ConfigError
 from pipeline.report.i18n import LANGUAGES, catalogue
-from pipeline.report.markup import esc
+from pipeline.report.markup import esc, visible
 
 
 def test_unknown_language_is_refused_with_the_choices() -> None:
@@ -44,12 +45,22 @@ def test_missing_key_names_the_fix() -> None:
         ("${x}", "$"),
         ("a\\u0041", "\\"),
         ("\"'", '"'),
+        ("{{ 7*7 }}", "{"),
+        ("{% raw %}", "%"),
+        ("{#", "{"),
     ],
 )
 def test_esc_leaves_no_html_or_template_literal_syntax(raw: str, forbidden: str) -> None:
     out = esc(raw)
     assert forbidden not in out
-    assert re.fullmatch(r"[^<>`$\\\"']*", out)
+    assert re.fullmatch(r"[^<>`$\\\"'{}%]*", out)
+
+
+def test_esc_shows_bidi_controls_and_nul() -> None:
+    # U+202E would show "cod\u202egnp.exe" as "codexe.png"; NUL would cut the name short
+    out = esc("cod\u202egnp.exe\x00 \u2066x\u2069 \u200f")
+    assert html.unescape(out) == "cod\\u202egnp.exe\\u0000 \\u2066x\\u2069 \\u200f"
+    assert visible("Terra Indígena 1 ← ok") == "Terra Indígena 1 ← ok"
 
 
 def test_esc_blank_values() -> None:
