@@ -7,13 +7,20 @@ OUT ?= demo-out
 
 .PHONY: demo test lint typecheck unit bench browser lock clean
 
-$(STAMP): pyproject.toml requirements.lock
+RUNTIME := $(VENV)/.installed-runtime
+
+# `make demo` installs what the pipeline needs; `make test` adds the dev extras.
+$(RUNTIME): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/asm-monitor demo --out $(OUT)
 
 # Headless Chromium for the map's browser test; where apt is missing the test skips and says so.

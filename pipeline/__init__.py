@@ -60,7 +60,8 @@ def open_run(path: str | Path) -> RunOutputs:
     -------
     RunOutputs
         ``flags`` and ``detections`` (GeoDataFrames, EPSG:4326), ``sites`` (or None), and
-        ``summary`` (the parsed ``run.json``).
+        ``summary`` (the parsed ``run.json``). In ``flags``, ``first_seen`` / ``last_seen``
+        are dates, ``reason_args`` dicts and ``detection_ids`` lists.
     """
     import json
 
@@ -77,11 +78,32 @@ def open_run(path: str | Path) -> RunOutputs:
     sites = folder / "sites.parquet"
     return RunOutputs(
         folder=folder,
-        flags=gpd.read_parquet(folder / "flags.parquet"),
+        flags=_typed_flags(gpd.read_parquet(folder / "flags.parquet")),
         detections=gpd.read_parquet(folder / "detections.parquet"),
         sites=gpd.read_parquet(sites) if sites.is_file() else None,
         summary=json.loads((folder / "run.json").read_text(encoding="utf-8")),
     )
+
+
+def _typed_flags(flags: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Flags as an analyst works with them: ``first_seen`` / ``last_seen`` as dates (None when
+    unknown), ``reason_args`` as dicts and ``detection_ids`` as lists of ids."""
+    import json
+
+    import pandas as pd
+
+    out = flags.copy()
+    for col in ("first_seen", "last_seen"):
+        if col in out:
+            days = pd.to_datetime(out[col], errors="coerce")
+            out[col] = [None if pd.isna(d) else d.date() for d in days]
+    if "reason_args" in out:
+        out["reason_args"] = [json.loads(v) if isinstance(v, str) and v else {} for v in out["reason_args"]]
+    if "detection_ids" in out:
+        out["detection_ids"] = [
+            [d for d in v.split(",") if d] if isinstance(v, str) else [] for v in out["detection_ids"]
+        ]
+    return out
 
 
 @dataclass(frozen=True)
@@ -128,6 +150,11 @@ def __getattr__(name: str) -> Any:
 
         return getattr(tuning, name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # the public API (lazy names included), not the typing helpers this module imports
+    return sorted(__all__)
 
 
 __all__ = [

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The default gold-mining detector is trained on first use into a private cache for this test
+# session (subprocesses inherit it), never into the user's ~/.cache; set it to reuse one.
+os.environ.setdefault("ASM_MODEL_CACHE", tempfile.mkdtemp(prefix="asm-model-cache-"))
 
 
 def _sample_data() -> Path:
@@ -53,3 +58,19 @@ def no_network(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
     finally:
         socket.socket.connect = _real_connect  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_mining_model(sample_data: Path) -> Path:
+    """The default gold-mining detector, trained once per session from the real sample data
+    into the session's model cache, so tests on synthetic sample folders (which hold no
+    training sites) run the default detector too."""
+    from pipeline.core.config import load_settings
+    from pipeline.ops.detector_model import resolve_mining_model
+
+    settings = resolve_mining_model(load_settings(None, cli={"sample_data": sample_data}))
+    return Path(settings.detect.mining_model_path)
+
+
+# the loopback STAC API and Sentinel Hub emulators (tests/servers/fixtures.py), for any test
+pytest_plugins = ["servers.fixtures"]

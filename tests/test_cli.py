@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +48,57 @@ def test_config_error_exits_2_with_the_fix(tmp_path, capsys: pytest.CaptureFixtu
 def test_unknown_aoi_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--aoi", "atlantis", "--dry-run"]) == 2
     assert "Unknown AOI ['atlantis']" in capsys.readouterr().err
+
+
+# -- issue 18 item 7: operator traps --------------------------------------------------------
+
+
+def test_global_options_may_follow_the_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["run", "--aoi", "atlantis", "--dry-run", "--log-format", "json"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "Unknown AOI ['atlantis']" in json.loads(line)["message"]
+    # before the subcommand still works, and a value given before is kept when not repeated
+    assert main(["--log-format", "json", "run", "--aoi", "atlantis", "--dry-run", "-q"]) == 2
+    assert json.loads(capsys.readouterr().err.splitlines()[0])["level"] == "ERROR"
+
+
+def test_unknown_asm_variable_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ASM_OUTDIR", str(tmp_path))
+    assert main(["aoi", "list"]) == 2
+    assert "Unknown environment variable ASM_OUTDIR. Did you mean ASM_OUT_DIR?" in capsys.readouterr().err
+
+
+def test_scheduler_help_names_every_scheduler_the_config_accepts(capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.core.config import load_settings
+    from pipeline.core.config_checks import LOCAL_SCHEDULERS
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in LOCAL_SCHEDULERS:
+        assert f"'{name}'" in text
+        assert load_settings(None, environ={}, cli={"run": {"scheduler": name}}).run.scheduler == name
+
+
+SIGMINE = "registry/sigmine_amapa_2021.geojson"
+
+
+def test_sites_validate_recognises_sigmine_columns(
+    sample_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["sites", "validate", str(sample_data / SIGMINE)])
+    out = capsys.readouterr().out
+    assert "rows read: 1115" in out and "format sigmine (recognised from its columns" in out
+    assert "missing site id" not in out
+
+
+def test_sites_validate_with_the_wrong_format_names_the_right_one(
+    sample_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sites", "validate", str(sample_data / SIGMINE), "--format", "native"]) == 2
+    err = capsys.readouterr().err
+    assert "has no column 'site_id' (format native)" in err and "--format sigmine" in err

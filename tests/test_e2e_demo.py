@@ -11,8 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+from shapely.geometry import box
 
+import pipeline
 from pipeline.cli.main import main
+
+REPO = Path(__file__).resolve().parents[1]
 
 EXTRACTION_PHASES = {"CONCESSÃO DE LAVRA", "LAVRA GARIMPEIRA", "LICENCIAMENTO", "REGISTRO DE EXTRAÇÃO"}
 
@@ -127,15 +131,25 @@ def test_trombetas_detections_against_plain_numpy(demo_out: Path, sample_data: P
     px_ha = (8.983152841214912e-05 * 111_320) ** 2 * np.cos(np.radians(1.47)) / 1e4
     bare_ha = bare.sum() * px_ha
 
+    # the demo's default detector: one date of a town is never gold mining
     det = gpd.read_parquet(demo_out / "trombetas" / "detections.parquet")
-    mining = det[det["kind"] == "mining_deforestation"]
+    assert (det["kind"] != "mining_deforestation").all()
+    assert (det["kind"] == "turbidity").any()
+    # the documented index-rules baseline, through the analyst API, against plain numpy
+    aoi = pipeline.load_aoi(
+        REPO / "aoi" / "trombetas.geojson", settings=pipeline.load_settings(sample_data=sample_data)
+    )
+    found = pipeline.detect_aoi(
+        aoi, settings=pipeline.load_settings(sample_data=sample_data), detector="index-rules"
+    )
+    mining = found.frame[found.frame["kind"] == "mining_deforestation"]
     assert len(mining) >= 3
     assert (mining["area_ha"] >= 0.5).all()  # minimum mapping unit
     # polygons >= MMU keep most of the bare pixels but never more than exist
     assert 0.5 * bare_ha < mining["area_ha"].sum() <= 1.01 * bare_ha
     assert (mining["mean_ndvi"] < 0.3).all()
+    assert found.evidence["class_fractions"]["forest"] > 0.5  # mostly forest, as the scene shows
     run = json.loads((demo_out / "trombetas" / "run.json").read_text())
-    assert run["evidence"]["class_fractions"]["forest"] > 0.5  # mostly forest, as the scene shows
     assert 0 < run["evidence"]["water_median_fnu"] < 100
 
 
@@ -158,3 +172,26 @@ def test_rerun_is_byte_identical(demo_out: Path, sample_data: Path, tmp_path: Pa
         assert (tmp_path / "munduruku" / name).read_bytes() == (demo_out / "munduruku" / name).read_bytes(), (
             name
         )
+
+
+def test_imagery_flags_of_the_demo_lie_on_labelled_mining_sites(demo_out: Path, sample_data: Path) -> None:
+    """Flags from our own detector in the territories with real site imagery: each one on a
+    site labelled mining, none on the natural-change sites (3 in Yanomami)."""
+    from pipeline.ingest.site_patches import read_site_index
+
+    rows = []
+    for site in read_site_index(sample_data / "imagery" / "gold_mining_patches"):
+        with rasterio.open(site.after) as src:
+            outline = gpd.GeoSeries([box(*src.bounds)], crs=src.crs).to_crs(4326).iloc[0]
+        rows.append({"sample_id": site.sample_id, "mining": site.mining, "geometry": outline})
+    boxes = gpd.GeoDataFrame(rows, crs=4326)
+    imagery_flags = 0
+    for aoi_id in ("kayapo", "yanomami", "munduruku"):
+        det = gpd.read_parquet(demo_out / aoi_id / "detections.parquet")
+        ours = det[det["source"] == "asm-monitor gold-mining detector"]
+        flags = gpd.read_parquet(demo_out / aoi_id / "flags.parquet")
+        ids = set(ours["detection_id"])
+        imagery_flags += sum(any(i in str(d) for i in ids) for d in flags["detection_ids"])
+        hit = gpd.sjoin(ours.to_crs(4326), boxes, predicate="intersects")
+        assert len(ours) == 0 or set(hit["mining"]) == {1}, hit[["detection_id", "sample_id", "mining"]]
+    assert imagery_flags >= 10  # Kayapó alone: 17 flags from imagery in the demo

@@ -23,7 +23,8 @@ from pipeline.detect.scene import scene_products as _products
 from pipeline.ingest.paths import sample_data_dir
 from pipeline.ingest.scenes import SceneSpec
 from pipeline.ingest.training import sensor_bands
-from pipeline.ops.imagery import detect_from_scenes, open_cube
+from pipeline.ops.imagery import open_cube
+from pipeline.ops.imagery_detect import imagery_detections
 from pipeline.state.models import load_model, load_turbidity_calibration
 
 
@@ -139,5 +140,5 @@ def detect_aoi(
     scenes = [SceneSpec.from_mapping(x, root=root) for x in aoi.inputs.get("scenes", [])]
     if not scenes:
         raise NoDataError(f"AOI '{aoi.aoi_id}' lists no scenes; use impact() for detection-only AOIs.")
-    frame, evidence = detect_from_scenes(aoi, scenes, settings=s, period=as_period(period))
+    frame, evidence = imagery_detections(aoi, scenes, settings=s, period=as_period(period))
     return Detections(frame=frame, evidence=evidence)

@@ -7,39 +7,29 @@ import sys
 from pathlib import Path
 
 from pipeline.cli.args import settings_from_args
-from pipeline.core.errors import PipelineError
-from pipeline.ingest.aoi import list_aoi_files, load_aoi
+from pipeline.ingest.aoi import list_aoi_files, load_aoi_file, load_aois
 
 
 def _list(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
-    failed = 0
-    for path in list_aoi_files(settings.aoi_dir):
-        try:
-            aoi = load_aoi(path, sample_data=settings.sample_data, max_km2=settings.max_aoi_km2)
-        except PipelineError as exc:
-            failed += 1
-            sys.stdout.write(f"{path.stem:<14} INVALID  {exc}\n")
-            continue
+    loaded = load_aois(list_aoi_files(settings.aoi_dir), settings=settings)
+    for aoi in loaded.aois:
         inputs = ", ".join(sorted(aoi.inputs)) or "-"
         sys.stdout.write(
             f"{aoi.aoi_id:<14} {aoi.area_km2:>12,.1f} km²  {aoi.designation:<40} "
             f"{aoi.utm_crs.to_string():<11} "
             f"inputs: {inputs}\n"
         )
-    return 1 if failed else 0
+    for failure in loaded.failures:
+        sys.stdout.write(f"{failure.path.stem:<14} INVALID  {failure.message}\n")
+    return 1 if loaded.failures else 0
 
 
 def _validate(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
-    aoi = load_aoi(
-        Path(args.path),
-        sample_data=settings.sample_data,
-        repair=args.repair,
-        max_km2=settings.max_aoi_km2,
-    )
+    aoi = load_aoi_file(Path(args.path), settings=settings, repair=args.repair)
     sys.stdout.write(
         f"{aoi.aoi_id}: valid; {aoi.area_km2:,.1f} km², UTM {aoi.utm_crs.to_string()}, "
         f"bounds {tuple(round(b, 4) for b in aoi.geometry.bounds)}\n"

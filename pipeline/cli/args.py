@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 from pipeline.core.config import Settings, load_settings
+from pipeline.report.subscriptions import parse_subscriptions
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Resolve settings: CLI flags > ``ASM_*`` environment > ``--config`` file > defaults."""
+    """Resolve settings: CLI flags > ``ASM_*`` environment > ``--config`` file > defaults,
+    checked (types, ranges, vocabularies, alert subscriptions): ConfigError, exit 2."""
     cli: dict[str, object] = {}
     if getattr(args, "sample_data", None):
         cli["sample_data"] = args.sample_data
@@ -27,4 +29,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     }
     if run:
         cli["run"] = run
-    return load_settings(args.config, cli=cli)
+    settings = load_settings(args.config, cli=cli)
+    # subscriptions are checked now too, so a bad one stops the command before anything runs
+    parse_subscriptions(settings.alerts.subscriptions, default_min_severity=settings.alerts.min_severity)
+    return settings

@@ -11,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from pipeline.cli.args import settings_from_args
+from pipeline.cli.detector import evaluate_sites
 from pipeline.core.errors import ModelError
 from pipeline.detect.landcover import CLASS_CODES
 
@@ -22,6 +23,8 @@ POLYGON_NOTE = (
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.sites:
+        return evaluate_sites(args)
     from pipeline.detect.classify import classify_pixels, predict_labels
     from pipeline.detect.evaluate import accuracy_report, pixel_area_ha, report_markdown
     from pipeline.ingest.training import TrainingDataset, fingerprint_files, read_labelled_pixels
@@ -90,13 +93,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``evaluate``."""
     p = sub.add_parser(
         "evaluate",
-        help="accuracy report of a trained classifier",
+        help="accuracy of a trained detector or classifier",
         description="Confusion matrix, precision / recall / F1, mining specificity and "
         "Olofsson area-adjusted accuracy of MODEL on its held-out polygons (or on every "
         "polygon of another data set), as JSON + Markdown.",
     )
     p.add_argument("model", type=Path, help="MODEL.skops written by `asm-monitor train`")
     p.add_argument("--dataset", help="evaluate on this classes.toml data set (default: the training one)")
+    p.add_argument(
+        "--sites",
+        help="gold-mining detector: every site of this folder (patches.csv, t0/, t1/); writes "
+        "site_predictions.csv, and metrics when patches.csv has a 'mining' column",
+    )
     p.add_argument("--out", type=Path, default=Path("reports"), help="report folder (default reports/)")
     p.add_argument("--sha256", help="refuse the model unless its SHA-256 is this")
     p.add_argument("--no-strata", action="store_true", help="skip the area-adjusted (Olofsson) estimates")

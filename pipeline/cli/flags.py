@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from pipeline.cli.args import settings_from_args
+from pipeline.comply.flag_state import FlagState
 from pipeline.state.audit import StateStore
 
 
@@ -30,6 +31,13 @@ def open_store(args: argparse.Namespace) -> StateStore:
     return StateStore(path)
 
 
+def _last_seen(state: FlagState) -> str:
+    """The date the flag's evidence was last seen (its last row's ``last_seen``); the period
+    label only for states stored without one."""
+    when = state.attrs.get("last_seen")
+    return str(when)[:10] if when else state.last_seen_period
+
+
 def _list(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         states = store.latest_states(args.aoi)
@@ -41,7 +49,7 @@ def _list(args: argparse.Namespace) -> int:
         shown += 1
         w(
             f"{s.flag_id}  {s.aoi_id:<12} {s.rule_id:<31} {s.status:<10} {s.area_ha:>10.2f} ha  "
-            f"site={s.site_id or '-'}  since={s.status_since}  last_seen={s.last_seen_period}\n"
+            f"site={s.site_id or '-'}  since={s.status_since}  last_seen={_last_seen(s)}\n"
         )
     w(f"{shown} flags\n")
     return 0

@@ -20,7 +20,7 @@ from pipeline.core.config import Settings
 from pipeline.core.errors import ConfigError, NoDataError
 from pipeline.core.periods import parse_period
 from pipeline.core.records import Aoi
-from pipeline.ingest.aoi import load_aoi, utm_zones
+from pipeline.ingest.aoi import load_aoi_file, utm_zones
 from pipeline.ingest.paths import resolve_input, sample_data_dir
 from pipeline.ingest.scenes import SceneSource, aoi_footprint
 
@@ -78,7 +78,7 @@ def _ingest(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.cache_dir:
         settings = settings.with_overrides({"ingest": {"cache_dir": str(args.cache_dir)}})
-    aoi = load_aoi(args.aoi, sample_data=settings.sample_data, max_km2=settings.max_aoi_km2)
+    aoi = load_aoi_file(args.aoi, settings=settings)
     period = parse_period(args.period) if args.period else None
     bands = [b.strip() for b in args.bands.split(",") if b.strip()]
     source = make_source(args.source, aoi, settings=settings, scene_folder=args.scene_folder)

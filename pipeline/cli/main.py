@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pipeline.cli.args import settings_from_args as settings_from_args
 from pipeline.core.errors import PipelineError
@@ -96,25 +97,55 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="exit codes: 0 ok; 1 some AOIs failed (the others were still done); 2 usage or "
         "configuration error; 3 another run holds the lock; 130 interrupted. Logs go to stderr "
-        "(--log-format json: one JSON object per line).",
+        "(--log-format json: one JSON object per line). The options above may also follow the "
+        "subcommand: asm-monitor run --all --log-format json.",
     )
     parser.add_argument("--version", action="version", version=f"asm-monitor {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more log output (-vv for libraries)"
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    parser.add_argument("--log-format", choices=["text", "json"], default="text", help="log line format")
-    parser.add_argument("--config", type=Path, help="TOML config file (default: $ASM_CONFIG)")
-    parser.add_argument(
+    add_global_options(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in command_modules():
+        importlib.import_module(f"pipeline.cli.{name}").register(sub)
+    for child in _subparsers(parser):
+        add_global_options(child, after_command=True)
+    return parser
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, after_command: bool = False) -> None:
+    """``-v``, ``-q``, ``--log-format``, ``--config``, ``--sample-data``, ``--aoi-dir``.
+
+    On the top-level parser they come before the subcommand; ``after_command`` adds them to
+    a subcommand as well (``asm-monitor run --all --log-format json``) without defaults, so
+    a value given before the subcommand is kept unless repeated after it.
+    """
+    group: argparse.ArgumentParser | argparse._ArgumentGroup = parser
+    if after_command:
+        group = parser.add_argument_group("global options (also accepted before the subcommand)")
+
+    def add(*flags: str, default: object = None, **kwargs: Any) -> None:
+        if any(f in parser._option_string_actions for f in flags):
+            return  # the subcommand has an option of that name: its own meaning wins
+        group.add_argument(*flags, default=argparse.SUPPRESS if after_command else default, **kwargs)
+
+    add("-v", "--verbose", action="count", default=0, help="more log output (-vv for libraries)")
+    add("-q", "--quiet", action="store_true", default=False, help="warnings and errors only")
+    add("--log-format", choices=["text", "json"], default="text", help="log line format")
+    add("--config", type=Path, help="TOML config file (default: $ASM_CONFIG)")
+    add(
         "--sample-data",
         type=Path,
         help="folder of the real sample data (default ../shared/data, $ASM_SAMPLE_DATA)",
     )
-    parser.add_argument("--aoi-dir", type=Path, help="folder of AOI definitions (default aoi/)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in command_modules():
-        importlib.import_module(f"pipeline.cli.{name}").register(sub)
-    return parser
+    add("--aoi-dir", type=Path, help="folder of AOI definitions (default aoi/)")
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every subcommand parser below ``parser`` (``run``, ``flags``, ``flags list``...)."""
+    out: list[argparse.ArgumentParser] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                out += [child, *_subparsers(child)]
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

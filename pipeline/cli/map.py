@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 from pipeline.cli.args import settings_from_args
+from pipeline.core.config_checks import LANGUAGES
 
 
 def _map(args: argparse.Namespace) -> int:
     from pipeline.ops.rerender import find_run_dir, rerender_map, rerender_scorecards
+    from pipeline.report.index import write_index
 
     settings = settings_from_args(args)
     run_dir = find_run_dir(args.run, out_dir=settings.out_dir)
@@ -21,6 +23,9 @@ def _map(args: argparse.Namespace) -> int:
         index = rerender_scorecards(run_dir, lang=settings.lang)
         if index is not None:
             sys.stdout.write(f"{index}\n")
+        if (run_dir.parent / "index.json").is_file():
+            # the output folder's index page the map links back to, in the same language
+            sys.stdout.write(f"{write_index(run_dir.parent, lang=settings.lang)}\n")
     return 0
 
 
@@ -35,6 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--run", required=True, help="run folder OUT_DIR/AOI_ID, or a run id (with --out)")
     p.add_argument("--out", type=Path, help="output folder to look a run id up in (default: settings)")
-    p.add_argument("--lang", choices=["en", "es", "pt", "fr"], help="language of the map")
+    p.add_argument("--lang", choices=LANGUAGES, help="language of the map")
     p.add_argument("--output", type=Path, help="write here instead of the run's map.html")
     p.set_defaults(func=_map)

@@ -6,22 +6,27 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.cli.args import settings_from_args
 from pipeline.core.config import Settings
+from pipeline.core.config_checks import LANGUAGES
 from pipeline.core.errors import ConfigError
 from pipeline.core.periods import Period, parse_period
 from pipeline.core.records import Aoi, AoiResult
-from pipeline.ingest.aoi import list_aoi_files, load_aoi
+from pipeline.ingest.aoi import AoiLoadFailure, LoadedAois, list_aoi_files, load_aois
 from pipeline.ingest.paths import sample_data_dir
 from pipeline.ops.incremental import input_fingerprints, plan_aoi
 from pipeline.ops.run import run
 from pipeline.state.runledger import RunLedger
 
 
-def _select_aois(args: argparse.Namespace, aoi_dir: Path, sample_data: Path, max_km2: float) -> list[Aoi]:
+def _select_aois(args: argparse.Namespace, settings: Settings) -> LoadedAois:
+    """The chosen AOI files, loaded one by one: a bad file is that AOI's failure (named by its
+    file), two files with one ``aoi_id`` are a usage error."""
+    aoi_dir = settings.aoi_dir
     files = list_aoi_files(aoi_dir)
     if not files:
         raise ConfigError(f"No AOI files (*.geojson) in {aoi_dir}. Pass --aoi-dir or add AOIs.")
@@ -35,7 +40,7 @@ def _select_aois(args: argparse.Namespace, aoi_dir: Path, sample_data: Path, max
                 "(see `asm-monitor aoi list`)."
             )
         files = chosen
-    return [load_aoi(f, sample_data=sample_data, max_km2=max_km2) for f in files]
+    return load_aois(files, settings=settings)
 
 
 def print_summary(results: list[AoiResult], out_dir: Path) -> None:
@@ -43,6 +48,8 @@ def print_summary(results: list[AoiResult], out_dir: Path) -> None:
     w = sys.stdout.write
     w(f"\nasm-monitor run summary  (outputs under {out_dir})\n")
     w("=" * 78 + "\n")
+    if (out_dir / "index.html").is_file():
+        w(f"Open {out_dir / 'index.html'}: every AOI's map, flags and scorecards.\n")
     for r in results:
         w(f"\n[{r.aoi_id}] status: {r.status}   run_id: {r.run_id or '-'}   period: {r.period or '-'}\n")
         if r.error:
@@ -72,7 +79,14 @@ def print_summary(results: list[AoiResult], out_dir: Path) -> None:
         w(f"run {rid}: details with `asm-monitor runs show {rid}`\n")
 
 
-def _dry_run(aois: list[Aoi], settings: Settings, period: Period | None, *, incremental: bool) -> int:
+def _dry_run(
+    aois: list[Aoi],
+    settings: Settings,
+    period: Period | None,
+    *,
+    incremental: bool,
+    failures: Sequence[AoiLoadFailure] = (),
+) -> int:
     """List what a run would process; reads the ledger if there is one, writes nothing."""
     root = sample_data_dir(settings.sample_data)
     ledger = RunLedger(settings.state_path) if settings.state_path.exists() else None
@@ -94,7 +108,9 @@ def _dry_run(aois: list[Aoi], settings: Settings, period: Period | None, *, incr
         if plan.action == "run":
             for key in sorted(input_fingerprints(plan.aoi, root=root)):
                 w(f"             input {key}\n")
-    return 0
+    for failure in failures:
+        w(f"{'would fail':<10} {failure.name}: {failure.message}\n")
+    return 1 if failures else 0
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -107,22 +123,24 @@ def _run(args: argparse.Namespace) -> int:
     if not args.all and not args.aoi:
         raise ConfigError("Say which AOIs to run: --aoi ID (repeatable) or --all.")
     settings = settings_from_args(args)
-    aois = _select_aois(args, settings.aoi_dir, settings.sample_data, settings.max_aoi_km2)
+    loaded = _select_aois(args, settings)
     period = parse_period(args.period) if args.period else None
-    incremental = period is None and not getattr(args, "full", False)
+    # --force alone recomputes: neither the incremental check nor the done-run skip applies
+    incremental = period is None and not getattr(args, "full", False) and not args.force
     out_dir = Path(settings.out_dir)
     if args.dry_run:
-        return _dry_run(aois, settings, period, incremental=incremental)
+        return _dry_run(loaded.aois, settings, period, incremental=incremental, failures=loaded.failures)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     results = run(
-        aois,
+        loaded.aois,
         settings=settings,
         period=period,
         out_dir=out_dir,
         incremental=incremental,
         force=args.force,
         progress=args.progress,
+        load_failures=loaded.failures,
     )
     print_summary(results, out_dir)
     return 1 if any(r.status == "failed" for r in results) else 0
@@ -139,7 +157,7 @@ EXIT_CODES = """exit codes:
 
 def _add_run_options(p: argparse.ArgumentParser, *, default_out: str | None) -> None:
     p.add_argument("--out", type=Path, default=default_out, help="output folder (one subfolder per AOI)")
-    p.add_argument("--lang", choices=["en", "es", "pt", "fr"], help="language of maps and alerts")
+    p.add_argument("--lang", choices=LANGUAGES, help="language of maps and alerts")
     p.add_argument(
         "--state-db",
         type=Path,
@@ -148,8 +166,10 @@ def _add_run_options(p: argparse.ArgumentParser, *, default_out: str | None) -> 
     )
     p.add_argument(
         "--scheduler",
-        help="'local' (LocalCluster sized to the machine, default), 'threads', 'synchronous', or "
-        "the address of a running Dask scheduler tcp://HOST:PORT (scenes must be on storage "
+        metavar="SCHEDULER",
+        help="'local' (LocalCluster sized to the machine, default), Dask's in-process "
+        "'threads', 'synchronous' (one thread, for debugging) or 'processes' (a process pool), "
+        "or the address of a running Dask scheduler tcp://HOST:PORT (scenes must be on storage "
         "every worker sees)",
     )
     p.add_argument("--workers", type=int, help="LocalCluster worker processes (default: one per core)")
@@ -194,8 +214,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="YYYY, YYYYQn, YYYY-MM, YYYY-MM-DD or START/END (default: since each AOI's last "
         "successful run = nightly incremental)",
     )
-    p.add_argument("--full", action="store_true", help="ignore the ledger: process everything available")
-    p.add_argument("--force", action="store_true", help="recompute AOIs whose identical run already finished")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="not incremental: process everything available (or all of --period) instead of only "
+        "inputs the ledger has not seen; an AOI whose identical run (same inputs, settings, code) "
+        "already finished is still skipped unless --force",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="recompute even when nothing is new or the identical run already finished: "
+        "processes everything available (or all of --period), implies --full",
+    )
     p.add_argument("--dry-run", action="store_true", help="list what would be processed and stop")
     _add_run_options(p, default_out=None)
     p.set_defaults(func=_run)

@@ -87,7 +87,7 @@ def _show(args: argparse.Namespace) -> int:
         if a.counts and a.status == "ok":
             w("  counts: " + json.dumps(a.counts, sort_keys=True) + "\n")
         for key, fp in a.inputs.items():
-            w(f"  input {key}  sha256:{fp[:16]}\n")
+            w(f"  input {key}  sha256:{fp}\n")
     return 0
 
 

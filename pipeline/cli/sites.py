@@ -8,11 +8,12 @@ from pathlib import Path
 
 from pipeline.cli.args import settings_from_args
 from pipeline.comply.registry import to_mine_sites
-from pipeline.ingest.vectors import format_spec, read_registry
+from pipeline.ingest.registry_format import AUTO, read_registry_file
+from pipeline.ingest.vectors import format_spec
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from pipeline.ingest.aoi import list_aoi_files, load_aoi
+    from pipeline.ingest.aoi import list_aoi_files, load_aoi_file
 
     settings = settings_from_args(args)
     aois = None
@@ -21,12 +22,14 @@ def _validate(args: argparse.Namespace) -> int:
         import pandas as pd
 
         loaded = [
-            load_aoi(p, sample_data=settings.sample_data, max_km2=settings.max_aoi_km2).to_frame()
+            load_aoi_file(p, settings=settings).to_frame()
             for p in (list_aoi_files(settings.aoi_dir) if args.aoi == "all" else [Path(args.aoi)])
         ]
         aois = gpd.GeoDataFrame(pd.concat(loaded, ignore_index=True), crs=4326)
-    raw = read_registry(Path(args.path), fmt=args.format, encoding=args.encoding)
-    _, report = to_mine_sites(raw, spec=format_spec("registry", args.format), aois=aois)
+    raw, fmt = read_registry_file(Path(args.path), fmt=args.format, encoding=args.encoding)
+    _, report = to_mine_sites(raw, spec=format_spec("registry", fmt), aois=aois)
+    if args.format == AUTO:
+        sys.stdout.write(f"format {fmt} (recognised from its columns; --format to choose)\n")
     sys.stdout.write("\n".join(report.lines(show_merged=args.merged)) + "\n")
     return 1 if report.rejected else 0
 
@@ -42,7 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "row number and reason. Exit 1 when any row is rejected.",
     )
     val.add_argument("path", type=Path, help="registry file (GeoJSON, GPKG, SHP, GeoParquet, CSV lon/lat)")
-    val.add_argument("--format", default="native", help="column mapping in formats.toml: native, sigmine")
+    val.add_argument(
+        "--format",
+        default=AUTO,
+        help="column mapping in formats.toml: native, sigmine, or auto (default: recognised from "
+        "the file's columns)",
+    )
     val.add_argument(
         "--aoi", help="also reject rows outside this AOI file ('all' = every AOI in the AOI folder)"
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli.args import settings_from_args
+from pipeline.cli.detector import SITE_DATASETS, train_sites
 from pipeline.core.version import __version__
 from pipeline.detect.features import DEFAULT_FEATURES
 
@@ -25,6 +26,8 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.sites or args.dataset in SITE_DATASETS:
+        return train_sites(args)
     from pipeline.detect.classify import (
         cross_validate_by_polygon,
         fit_pixel_classifier,
@@ -81,14 +84,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``train``."""
     p = sub.add_parser(
         "train",
-        help="train the pixel classifier on labelled polygons",
-        description="Fit the pixel classifier on a labelled data set of classes.toml, holding "
-        "out whole polygons for evaluation, and write MODEL.skops + MODEL.json (provenance, "
-        "metrics, SHA-256).",
+        help="train the gold-mining detector (or the pixel classifier)",
+        description="With --dataset gold_mining_patches (or --sites DIR): fit the gold-mining "
+        "change detector on labelled two-date sites. With a classes.toml data set: fit the "
+        "pixel classifier, holding out whole polygons. Either writes MODEL.skops + MODEL.json "
+        "(provenance, metrics, SHA-256).",
     )
     p.add_argument(
-        "--dataset", default="trombetas_s2", help="data set in classes.toml (default trombetas_s2)"
+        "--dataset",
+        default="trombetas_s2",
+        help="gold_mining_patches (two-date sites) or a classes.toml data set (default trombetas_s2)",
     )
+    p.add_argument("--sites", help="a folder laid out like gold_mining_patches/ (patches.csv, t0/, t1/)")
     p.add_argument("--out", type=Path, default=Path("models/pixel_classifier.skops"), help="model file")
     p.add_argument("--features", help=f"comma-separated features (default {','.join(DEFAULT_FEATURES)})")
     p.add_argument("--max-depth", type=int, default=8, help="tree depth (default 8)")

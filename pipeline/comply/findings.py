@@ -111,3 +111,31 @@ def part_cells(comps: gpd.GeoDataFrame, *, cell_deg: float) -> gpd.GeoDataFrame:
     points = gpd.GeoSeries(first.geometry, crs=comps.crs).representative_point().to_crs(WGS84)
     cells = {part: cell_key(p.x, p.y, cell_deg=cell_deg) for part, p in points.items()}
     return comps.assign(cell=comps["part"].map(cells))
+
+
+def apportion_mined_area(findings: gpd.GeoDataFrame, detections: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Each finding's ``mined_area_ha``: every detection's own mined-area estimate (AMW's
+    ``Mined area (ha)``) times the share of that detection's footprint inside the finding.
+
+    A detection split between two titles, or between a title and the land outside, gives
+    each piece its share, so the pieces add up to the detection's figure and never exceed it.
+    Both frames in the same metric (equal-area) CRS; NaN stays NaN (no estimate given).
+    """
+    if findings.empty or "mined_area_ha" not in detections:
+        return findings
+    src = detections.drop_duplicates("detection_id").set_index("detection_id")
+    src = src.set_geometry(src.geometry.make_valid())
+    area = src.geometry.area
+    out = findings.copy()
+    values = []
+    for ids, footprint in zip(out["detection_ids"], out.geometry, strict=True):
+        total, known = 0.0, False
+        for det_id in filter(None, str(ids or "").split(",")):
+            mined = src["mined_area_ha"].get(det_id)
+            if det_id not in src.index or mined is None or pd.isna(mined) or area[det_id] <= 0:
+                continue
+            share = src.geometry[det_id].intersection(footprint).area / area[det_id]
+            total, known = total + float(mined) * min(share, 1.0), True
+        values.append(total if known else float("nan"))
+    out["mined_area_ha"] = values
+    return out

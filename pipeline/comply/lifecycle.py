@@ -23,7 +23,6 @@ Rules of the lifecycle (thresholds in :class:`~pipeline.core.config.ComplyParams
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -34,6 +33,7 @@ import shapely
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
+from pipeline.comply.evidence import earliest
 from pipeline.comply.flag_state import (
     NEW,
     ONGOING,
@@ -44,6 +44,13 @@ from pipeline.comply.flag_state import (
     Change,
     FlagState,
     Suppression,
+)
+from pipeline.comply.lifecycle_rows import (
+    LIFECYCLE_COLUMNS,
+    area_ha,
+    jsonable,
+    lifecycle_frame,
+    lifecycle_row,
 )
 from pipeline.core.config import ComplyParams
 from pipeline.core.records import WGS84
@@ -76,17 +83,6 @@ AREA_RULES = frozenset(
         "activity_without_valid_licence",
     }
 )
-LIFECYCLE_COLUMNS = [
-    "seen",
-    "periods_missed",
-    "cumulative_area_ha",
-    "growth_pct",
-    "opened_period",
-    "status_since",
-    "suppression_reason",
-    "history",
-    "reason_note",
-]
 
 
 @dataclass
@@ -101,26 +97,6 @@ class LifecycleResult:
     changes: list[Change]
     lifted: list[str]
     """Flag ids whose suppression was lifted by a material change of evidence."""
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return None if pd.isna(value) else value
-    if pd.isna(value) if not isinstance(value, (list, tuple, dict)) else False:
-        return None
-    return str(value)
-
-
-def _area_ha(geom: BaseGeometry | None, crs: CRS) -> float:
-    if geom is None or geom.is_empty:
-        return 0.0
-    return float(gpd.GeoSeries([geom], crs=WGS84).to_crs(crs).area.iloc[0] / 1e4)
-
-
-def _history_text(history: tuple[tuple[str, str, float], ...]) -> str:
-    return ";".join(f"{p}:{s}" for p, s, _ in history)
 
 
 def advance(
@@ -182,7 +158,7 @@ def advance(
         states[fid] = step.state
         rows.append(step.row)
         changes += step.changes
-    out = _frame(rows, like=flags)
+    out = lifecycle_frame(rows, like=flags)
     return LifecycleResult(flags=out, states=states, changes=changes, lifted=lifted)
 
 
@@ -213,7 +189,7 @@ def _footprint_growth(
     if has_area and not reopened and prev is not None and prev.footprint is not None and geom is not None:
         footprint = shapely.union(prev.footprint, geom)
     # points and title outlines (turbidity, compliant) keep a geometry but have no footprint
-    cum = _area_ha(footprint, crs) if has_area else 0.0
+    cum = area_ha(footprint, crs) if has_area else 0.0
     base = 0.0 if reopened or prev is None else prev.area_ha
     growth = (cum - base) / base * 100.0 if base > 0 else 0.0
     return footprint, cum, growth
@@ -251,12 +227,15 @@ def _seen_step(
     suppression, so this row does not show the suppression either.
     """
     reopened = prev is None or prev.status == RESOLVED
+    if prev is not None and not reopened and "first_seen" in rec:
+        # seen again: it dates from when it was first seen, not from the latest scene
+        rec = {**rec, "first_seen": earliest(prev.attrs.get("first_seen"), rec["first_seen"])}
     footprint, cum, growth = _footprint_growth(rec, prev=prev, reopened=reopened, crs=crs)
     status = NEW if reopened else WORSENING if growth > params.worsening_growth_pct else ONGOING
     status, lifted, reason_note, note = _suppression_outcome(
         status, sup=sup, cum=cum, pct=params.worsening_growth_pct
     )
-    attrs = {k: _jsonable(v) for k, v in rec.items() if k != "geometry"}
+    attrs = {k: jsonable(v) for k, v in rec.items() if k != "geometry"}
     # the note belongs to this period only: a later "not seen" note must not repeat it
     attrs["reason"] = str(rec.get("reason", ""))
     state = FlagState(
@@ -277,7 +256,7 @@ def _seen_step(
     )
     changed = prev is None or prev.status != status
     detail = f"seen in {period}; cumulative {cum:.2f} ha"
-    row = _row(
+    row = lifecycle_row(
         state,
         dict(rec) | {"reason": attrs["reason"] + reason_note},
         seen=True,
@@ -323,7 +302,7 @@ def _unseen_step(
         "geometry": prev.footprint,
     }
     note = {"kind": "resolved" if status == RESOLVED else "not_seen", "missed": missed, "period": period}
-    row = _row(state, rec, seen=False, growth=0.0, sup=sup, lifted=False, note=note)
+    row = lifecycle_row(state, rec, seen=False, growth=0.0, sup=sup, lifted=False, note=note)
     changes = [_change(state, prev, detail=unseen.strip())] if status != prev.status else []
     return _Step(state, row, changes)
 
@@ -338,43 +317,6 @@ def _change(state: FlagState, prev: FlagState | None, *, detail: str) -> Change:
         area_ha=state.area_ha,
         detail=detail,
     )
-
-
-def _row(
-    state: FlagState,
-    rec: Mapping[str, Any],
-    *,
-    seen: bool,
-    growth: float,
-    sup: Suppression | None,
-    lifted: bool,
-    note: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    return dict(rec) | {
-        "status": state.status,
-        "seen": seen,
-        "periods_missed": state.missed,
-        "cumulative_area_ha": round(state.area_ha, 4),
-        "growth_pct": round(growth, 2),
-        "opened_period": state.opened_period,
-        "status_since": state.status_since,
-        "suppression_reason": sup.reason if sup is not None and not lifted else None,
-        "history": _history_text(state.history),
-        # what the English note in ``reason`` says, for the report to say it in other languages
-        "reason_note": json.dumps(note, sort_keys=True) if note else None,
-    }
-
-
-def _frame(rows: list[dict[str, Any]], *, like: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    columns = [c for c in like.columns if c != "geometry"]
-    columns += [c for c in ["status", *LIFECYCLE_COLUMNS] if c not in columns]
-    if not rows:
-        return gpd.GeoDataFrame(columns=[*columns, "geometry"], geometry="geometry", crs=WGS84)
-    frame = pd.DataFrame(rows)
-    for c in columns:
-        if c not in frame:
-            frame[c] = None
-    return gpd.GeoDataFrame(frame[[*columns, "geometry"]], geometry="geometry", crs=WGS84)
 
 
 def reportable_flags(flags: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

@@ -7,6 +7,7 @@ from pyproj import CRS
 
 from pipeline.comply.findings import (
     aggregate_findings,
+    apportion_mined_area,
     clip_pieces,
     connected_parts,
     empty_findings,
@@ -37,4 +38,5 @@ def mining_in_protected_area(
         return empty_findings(detections.crs)
     area = gpd.GeoSeries([aoi.geometry], crs=WGS84).to_crs(crs).iloc[0]
     parts = part_cells(connected_parts(clip_pieces(detections, area)), cell_deg=params.footprint_cell_deg)
-    return aggregate_findings(parts.assign(site_id=None), rule_id="mining_in_protected_area", by="cell")
+    found = aggregate_findings(parts.assign(site_id=None), rule_id="mining_in_protected_area", by="cell")
+    return apportion_mined_area(found, detections)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from pipeline.comply.findings import (
     aggregate_findings,
+    apportion_mined_area,
     clip_pieces,
     connected_parts,
     empty_findings,
@@ -58,7 +59,8 @@ def activity_without_valid_licence(
         how="intersection",
         keep_geom_type=True,
     )
-    return aggregate_findings(inside, rule_id="activity_without_valid_licence", by="site_id")
+    found = aggregate_findings(inside, rule_id="activity_without_valid_licence", by="site_id")
+    return apportion_mined_area(found, detections)
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ def _split_or_none(
 def _clearing(detections: gpd.GeoDataFrame, split: _Outside | None) -> gpd.GeoDataFrame:
     """``clearing_outside_licence`` on a split already made (see :func:`registry_rules`)."""
     parts = _outside_titles(detections, split, near=True)
-    return aggregate_findings(parts, rule_id="clearing_outside_licence", by="site_id")
+    found = aggregate_findings(parts, rule_id="clearing_outside_licence", by="site_id")
+    return apportion_mined_area(found, detections)
 
 
 def _unregistered(
@@ -120,7 +123,7 @@ def _unregistered(
     """``unregistered_mining`` on a split already made (see :func:`registry_rules`)."""
     parts = _outside_titles(detections, split, near=False)
     far = part_cells(parts, cell_deg=params.footprint_cell_deg)
-    return aggregate_findings(far, rule_id="unregistered_mining", by="cell")
+    return apportion_mined_area(aggregate_findings(far, rule_id="unregistered_mining", by="cell"), detections)
 
 
 def clearing_outside_licence(

@@ -12,27 +12,29 @@ A config file looks like::
     near_site_m = 500
 
 Environment variables name a top-level key as ``ASM_<KEY>`` (``ASM_SAMPLE_DATA``) and a
-section key as ``ASM_<SECTION>__<KEY>`` (``ASM_DETECT__MIN_AREA_HA``). Unknown keys are an
-error that names the nearest valid key, so a typo never silently falls back to a default.
+section key as ``ASM_<SECTION>__<KEY>`` (``ASM_DETECT__MIN_AREA_HA``). Unknown keys and
+unknown ``ASM_*`` variables are an error that names the nearest valid one, so a typo never
+silently falls back to a default. Types, ranges, finiteness and vocabularies (languages,
+severities, schedulers) are checked at load (:mod:`pipeline.core.config_checks`): a bad value
+stops the command with exit code 2 before anything runs or is saved.
 Secrets (Sentinel Hub, webhook, SMTP) are never read from the file: see :class:`Secret`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from pipeline.core.config_build import ENV_PREFIX as ENV_PREFIX
+from pipeline.core.config_build import build, env_overrides, merge
+from pipeline.core.config_checks import check_settings
 from pipeline.core.errors import ConfigError
 
-ENV_PREFIX = "ASM_"
 DEFAULT_SAMPLE_DATA = Path("../shared/data")
 
 
@@ -76,7 +78,16 @@ class IngestParams:
     """Where scenes come from and when a scene is usable."""
 
     source: str = "local"
-    """Default scene source: ``local``, ``sentinelhub`` or ``stac``."""
+    """Default scene source: ``local``, ``sentinelhub`` or ``stac`` (an AOI's own
+    ``inputs.source`` wins; see :mod:`pipeline.ingest.sources`)."""
+    stac_url: str = ""
+    """STAC API searched when the source is ``stac`` (e.g. ``https://earth-search.aws.element84.com/v1``)."""
+    stac_collections: str = "sentinel-2-l2a"
+    """Comma-separated collection ids searched in ``stac_url`` (``ASM_INGEST__STAC_COLLECTIONS``)."""
+    allow_absolute_paths: bool = False
+    """Let AOI files read inputs outside the sample-data folder (absolute paths, ``..``,
+    symlinks leading out, AOI files linked into ``aoi_dir`` from elsewhere). Off: every input
+    path must stay inside ``sample_data``."""
     cache_dir: Path = Path(".asm-cache")
     """Download cache (Sentinel Hub responses keyed by request fingerprint)."""
     sh_base_url: str = "https://services.sentinel-hub.com"
@@ -139,6 +150,15 @@ class DetectParams:
     """Later valid observations repeating a change before it is ``confirmed``."""
     cleanup_radius_px: int = 1
     """Morphological opening/closing radius applied to candidate masks (px; 0 = none)."""
+    detector: str = "gold-change"
+    """Mining detector of imagery AOIs: ``gold-change`` (the trained before/after window
+    detector, :mod:`pipeline.detect.mining_change`) or ``index-rules`` (the documented
+    index-threshold baseline: bare ground by NDVI/BSI, change of classes over dates)."""
+    mining_model_path: str = ""
+    """Gold-mining detector written by ``asm-monitor train --dataset gold_mining_patches``;
+    empty = the default model in the cache (trained from the sample data when missing)."""
+    mining_model_sha256: str = ""
+    """If set, refuse any gold-mining detector whose SHA-256 differs."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,7 +197,8 @@ class AlertParams:
     """Public URL where the output folder is served (``https://host/asm``); map links in
     alerts are made absolute with it, else they stay relative to the output folder."""
     deliver_on_run: bool = True
-    """Deliver to subscriptions at the end of each AOI's run (else only `asm-monitor alerts`)."""
+    """Deliver to subscriptions when a run ends: `asm-monitor run` delivers every AOI's pending
+    alerts once at the end of the night, after releasing the run lock (else only `asm-monitor alerts`)."""
     max_attempts: int = 4
     """Webhook / SMTP attempts per alert in one delivery pass; what still fails stays
     pending and is retried by the next pass (exactly once overall)."""
@@ -207,14 +228,15 @@ class RunParams:
     """How a run executes."""
 
     scheduler: str = "local"
-    """``local`` (a LocalCluster sized to the machine), ``threads``, ``synchronous``, or a
-    scheduler address ``tcp://HOST:PORT``."""
+    """``local`` (a LocalCluster sized to the machine), ``threads``, ``synchronous``,
+    ``processes`` (Dask's in-process schedulers), or a scheduler address ``tcp://HOST:PORT``."""
     workers: int = 0
-    """LocalCluster worker processes; 0 = one per core."""
+    """LocalCluster worker processes (>= 1); 0 = one per core."""
     threads_per_worker: int = 1
     """Threads per LocalCluster worker process."""
     memory_limit: str = "auto"
-    """Memory limit per LocalCluster worker, e.g. ``4GiB``; ``auto`` splits the machine's RAM."""
+    """Memory limit per LocalCluster worker, e.g. ``4GiB`` (at least 256 MiB); ``auto`` splits
+    the machine's RAM."""
     dashboard_address: str = ":8787"
     """Where a LocalCluster serves the Dask dashboard (needs bokeh); the link is logged."""
     connect_timeout_s: float = 30.0
@@ -235,6 +257,9 @@ class Settings:
     """Where run outputs go, one folder per AOI."""
     max_aoi_km2: float = 200_000.0
     """AOIs larger than this are refused (km^2); raise it deliberately for big territories."""
+    max_aoi_file_mb: float = 20.0
+    """AOI files larger than this are refused (MB): simplify the outline or reference a
+    boundary file in the sample data instead of drawing it in the AOI file."""
     lang: str = "en"
     """Language of maps and alerts: en, es, pt, fr."""
     state_db: Path | None = None
@@ -252,95 +277,11 @@ class Settings:
         return self.state_db if self.state_db is not None else self.out_dir / "asm-monitor.sqlite"
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
-        """Return a copy with ``overrides`` (same shape as the TOML file) applied on top."""
-        return _build(Settings, _merge(dataclasses.asdict(self), overrides), where="override")
-
-
-T = TypeVar("T")
-
-
-def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _unknown_key(key: str, valid: list[str], where: str) -> ConfigError:
-    near = difflib.get_close_matches(key, valid, n=1)
-    hint = f" Did you mean '{near[0]}'?" if near else ""
-    return ConfigError(f"Unknown setting '{key}' in {where}.{hint} Valid keys: {', '.join(sorted(valid))}.")
-
-
-def _coerce(value: Any, typ: Any, *, name: str, where: str, optional: bool = False) -> Any:
-    if value is None and optional:
-        return None
-    if isinstance(typ, str):  # postponed annotations
-        typ = {"float": float, "int": int, "str": str, "bool": bool, "Path": Path}.get(typ, typ)
-    if dataclasses.is_dataclass(typ) and isinstance(typ, type):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"Setting '{name}' in {where} must be a table, got {value!r}.")
-        return _build(typ, value, where=f"{where} [{name}]")
-    try:
-        if typ is bool:
-            if isinstance(value, str):
-                if value.lower() in {"1", "true", "yes", "on"}:
-                    return True
-                if value.lower() in {"0", "false", "no", "off"}:
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if typ is Path:
-            return Path(value)
-        if typ in (int, float, str):
-            if typ is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return typ(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"Setting '{name}' in {where} must be {getattr(typ, '__name__', typ)}, "
-            f"got {value!r}. Fix the value."
-        ) from exc
-    return value
-
-
-def _build(cls: type[T], values: Mapping[str, Any], *, where: str) -> T:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        if key not in fields:
-            raise _unknown_key(key, list(fields), where)
-        typ = hints[key]
-        optional = False
-        if isinstance(typ, types.UnionType):
-            optional = type(None) in typing.get_args(typ)
-            typ = next(a for a in typing.get_args(typ) if a is not type(None))
-        kwargs[key] = _coerce(value, typ, name=key, where=where, optional=optional)
-    return cls(**kwargs)
-
-
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    hints = typing.get_type_hints(Settings)
-    sections = {f.name for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(hints[f.name])}
-    top = {f.name for f in dataclasses.fields(Settings)} - sections
-    out: dict[str, Any] = {}
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        key = name[len(ENV_PREFIX) :].lower()
-        if "__" in key:
-            section, sub = key.split("__", 1)
-            if section not in sections:
-                raise _unknown_key(section, sorted(sections), f"environment variable {name}")
-            out.setdefault(section, {})[sub] = value
-        elif key in top:
-            out[key] = value
-        # Other ASM_* variables (secrets, ASM_CONFIG) belong to other readers.
-    return out
+        """Return a copy with ``overrides`` (same shape as the TOML file) applied on top,
+        checked like a loaded config."""
+        settings = build(Settings, merge(dataclasses.asdict(self), overrides), where="override")
+        check_settings(settings)
+        return settings
 
 
 def settings_or_default(settings: Settings | None) -> Settings:
@@ -365,6 +306,11 @@ def load_settings(
         Overrides from the command line, shaped like the TOML file.
     environ
         Environment to read ``ASM_*`` variables from (default ``os.environ``).
+
+    Raises
+    ------
+    ConfigError
+        Unknown key or ``ASM_*`` variable, wrong type, or a value out of range (exit code 2).
     """
     env = os.environ if environ is None else environ
     if path is None and env.get("ASM_CONFIG"):
@@ -378,17 +324,22 @@ def load_settings(
             merged = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"Config file {path} is not valid TOML: {exc}. Fix the syntax.") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"Config file {path} is not UTF-8 text ({exc}). Save it as UTF-8.") from exc
         where = f"config file {path}"
-    settings = _build(Settings, merged, where=where)
-    settings = _build(
-        Settings,
-        _merge(dataclasses.asdict(settings), _env_overrides(env)),
-        where="environment",
-    )
+    settings = build(Settings, merged, where=where)
+    secret_vars = [
+        str(sub["secret_env"])
+        for sub in settings.alerts.subscriptions
+        if isinstance(sub, Mapping) and sub.get("secret_env")
+    ]
+    overrides = env_overrides(env, Settings, secret_vars=secret_vars)
+    settings = build(Settings, merge(dataclasses.asdict(settings), overrides), where="environment")
     if cli:
-        settings = _build(
+        settings = build(
             Settings,
-            _merge(dataclasses.asdict(settings), {k: v for k, v in cli.items() if v is not None}),
+            merge(dataclasses.asdict(settings), {k: v for k, v in cli.items() if v is not None}),
             where="command line",
         )
+    check_settings(settings)
     return settings

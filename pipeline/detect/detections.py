@@ -4,6 +4,7 @@ evidence a run records (class fractions, valid fraction, water turbidity)."""
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 from typing import Any
 
 import geopandas as gpd
@@ -13,10 +14,11 @@ from pyproj import CRS
 
 from pipeline.core.config import DetectParams
 from pipeline.core.errors import ModelError, NoDataError
-from pipeline.core.records import DETECTION_COLUMNS, empty_detections
+from pipeline.core.records import DETECTION_COLUMNS, KIND_MINING, empty_detections
 from pipeline.detect.classify import PixelClassifier
 from pipeline.detect.landcover import CLASS_NAMES, VALID_CODES
 from pipeline.detect.scene_blocks import SceneRasters, scene_detections_sparse
+from pipeline.detect.vectorize import vectorize_mask
 
 #: Evidence columns kept when the detector produced them.
 EXTRA_COLUMNS = (
@@ -100,3 +102,54 @@ def scene_detection_rows(
     )
     extra = [c for c in EXTRA_COLUMNS if c in found]
     return found[[*DETECTION_COLUMNS, *extra, "geometry"]], evidence
+
+
+def mining_rows(
+    change: dict[str, np.ndarray],
+    *,
+    aoi_id: str,
+    transform: Affine,
+    crs: CRS,
+    area_crs: CRS,
+    min_area_ha: float,
+    first_seen: date | None,
+    last_seen: date | None,
+    period_label: str,
+    confidence: str,
+) -> gpd.GeoDataFrame:
+    """Detection rows of a computed :func:`~pipeline.detect.mining_change.mining_change`
+    (``mining``, ``score``, and optionally ``ndvi_before`` / ``ndvi_after`` arrays): one
+    polygon per 8-connected patch of mining pixels of at least ``min_area_ha``, EPSG:4326,
+    with the best window score and the NDVI before / after as evidence."""
+    stats: dict[str, np.ndarray] = {
+        k: change[k] for k in ("score", "ndvi_before", "ndvi_after") if k in change
+    }
+    found = vectorize_mask(
+        change["mining"],
+        transform=transform,
+        crs=crs,
+        area_crs=area_crs,
+        min_area_ha=min_area_ha,
+        stats=stats,
+    )
+    if found.empty:
+        return empty_detections()
+    found = found.assign(
+        kind=KIND_MINING,
+        first_seen=first_seen,
+        last_seen=last_seen,
+        confidence=confidence,
+        aoi_id=aoi_id,
+        period=period_label,
+        source="asm-monitor gold-mining detector",
+        mined_area_ha=found["area_ha"],
+        mean_ndvi=found.get("mean_ndvi_after", np.nan),
+        mean_bsi=np.nan,
+        mean_turbidity_fnu=np.nan,
+        median_turbidity_fnu=np.nan,
+    )
+    found["detection_id"] = [detection_id(aoi_id, KIND_MINING, g.wkb_hex) for g in found.geometry]
+    if "mean_ndvi_before" in found and "mean_ndvi_after" in found:
+        found["ndvi_drop"] = found["mean_ndvi_before"] - found["mean_ndvi_after"]
+    extra = [c for c in ("mean_score", "mean_ndvi_before", "mean_ndvi_after", "ndvi_drop") if c in found]
+    return found[[*DETECTION_COLUMNS, *extra, "geometry"]]

@@ -9,7 +9,8 @@ File names (the default pattern) look like ``<prefix>_<YYYYMMDD[THHMMSS]>[_<BAND
 
 A STAC Item (``*.json`` with ``"type": "Feature"``) gives ``id``, ``properties.datetime``
 and assets; an asset whose key or ``eo:bands`` name is a band is read from its ``href``
-(relative to the item), with ``raster:bands`` scale / offset when present.
+(relative to the item; ``http(s)://`` through GDAL's ``/vsicurl``), with ``raster:bands``
+scale / offset when present (:mod:`pipeline.ingest.stac_assets`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import rasterio.errors
 
 from pipeline.core.errors import DataNotFoundError, RasterError
 from pipeline.ingest.scenes import SceneSpec
+from pipeline.ingest.stac_assets import asset_band, gdal_href, is_reflectance
 
 log = logging.getLogger(__name__)
 
@@ -121,17 +123,21 @@ def scene_from_stac_item(item: dict[str, Any], *, base: Path) -> SceneSpec:
     scale: float | None = None
     offset: float | None = None
     for key, asset in (item.get("assets") or {}).items():
-        href = Path(str(asset["href"]).removeprefix("file://"))
-        path = href if href.is_absolute() else base / href
+        path = gdal_href(str(asset["href"]), base=base)
         names = tuple(str(b.get("name") or key) for b in asset.get("eo:bands") or [])
+        if len(names) > 1:
+            if "data" in (asset.get("roles") or ["data"]):
+                multi = (path, names)
+            continue
+        band = asset_band(key, asset)
+        if band is None:
+            continue
+        bands[band] = path
         raster = asset.get("raster:bands") or []
-        if raster and "scale" in raster[0]:
+        # the reflectance bands' scale is the scene's (aot / wvp carry their own)
+        if raster and "scale" in raster[0] and (scale is None or is_reflectance(band)):
             scale = float(raster[0]["scale"])
             offset = float(raster[0].get("offset", 0.0))
-        if len(names) > 1:
-            multi = (path, names)
-        elif "data" in (asset.get("roles") or ["data"]) or key.upper() in {"SCL", "CLM"}:
-            bands[names[0] if names else key] = path
     if multi is None and not bands:
         raise RasterError(f"STAC item {item.get('id')!r} has no band assets. Add assets with eo:bands.")
     return SceneSpec(

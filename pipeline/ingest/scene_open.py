@@ -153,7 +153,8 @@ def open_scene(
     )
     ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
     ds.attrs.update({"resolution_m": grid.resolution[0], "scales": str(scales), "offsets": str(offsets)})
-    log.info(
+    # one line per scene and per load: detail for -v, not the night's summary
+    log.debug(
         "scene %s: %dx%d px on %s, bands %s, scale %s offset %s",
         spec.scene_id,
         grid.width,

@@ -281,7 +281,7 @@ class SentinelHubSource:
                     bbox=BBox(grid.bounds, crs=ShCRS(grid.crs.to_epsg())),
                     time=(datetime.combine(period.start, datetime.min.time()), end),
                     fields={
-                        "include": ["id", "properties.datetime", "properties.eo:cloud_cover"],
+                        "include": ["id", "geometry", "properties.datetime", "properties.eo:cloud_cover"],
                         "exclude": [],
                     },
                 )
@@ -291,7 +291,7 @@ class SentinelHubSource:
         log.info("Sentinel Hub catalog: %d acquisitions over '%s' in %s", len(found), aoi.aoi_id, period)
         return found
 
-    def _requests(
+    def requests_for(
         self, day: datetime, tiles: Sequence[GridSpec], bands: Sequence[str], cfg: SHConfig
     ) -> list[SentinelHubRequest]:
         script = _evalscript(bands, extra=mask_bands(self.params.sh_collection))
@@ -382,7 +382,7 @@ class SentinelHubSource:
         parts = []
         for day in days:
             start = datetime.combine(day, datetime.min.time())
-            files = self.fetch(self._requests(start, tiles, bands, cfg), cfg)
+            files = self.fetch(self.requests_for(start, tiles, bands, cfg), cfg)
             for path in files:
                 spec = SceneSpec(
                     scene_id=f"{self.params.sh_collection}_{day:%Y%m%d}",

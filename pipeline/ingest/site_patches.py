@@ -14,13 +14,17 @@ import math
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import rasterio
+import shapely.prepared
 from affine import Affine
 from pyproj import CRS
 from rasterio.errors import RasterioIOError
+from shapely.geometry import Point
+from shapely.geometry.base import BaseGeometry
 
 from pipeline.core.errors import ConfigError, DataNotFoundError, RasterError
 
@@ -165,3 +169,50 @@ def fingerprint_sites(sites: list[SitePatch], *, index: Path) -> str:
         for path in (site.before, site.after):
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def site_scene_entries(folder: Path, *, relative_to: Path, within: BaseGeometry) -> list[dict[str, Any]]:
+    """``inputs.scenes`` entries (see :meth:`SceneSpec.from_mapping`) for the sites of
+    ``folder`` whose centre lies ``within`` a geometry (EPSG:4326): each site's before and
+    after views as two dated scenes, ``<sample_id>-t0`` and ``-t1``, paths relative to
+    ``relative_to`` (the sample-data folder).
+
+    A site's scenes are dated by the last day their composite covers; sites without
+    ``lon``/``lat`` cannot be placed and are left out.
+    """
+    entries: list[dict[str, Any]] = []
+    prepared = shapely.prepared.prep(within)
+    for site in read_site_index(folder):
+        if site.lon is None or site.lat is None or not prepared.contains(Point(site.lon, site.lat)):
+            continue
+        for tag, path, day in (("t0", site.before, site.before_date), ("t1", site.after, site.after_date)):
+            entries.append(
+                {
+                    "path": str(path.relative_to(relative_to)),
+                    "scene_id": f"{site.sample_id}-{tag}",
+                    "datetime": day.isoformat() if day else None,
+                    "site": site.sample_id,
+                }
+            )
+    return entries
+
+
+def with_site_scenes(inputs: dict[str, Any], *, sample_data: Path, within: BaseGeometry) -> dict[str, Any]:
+    """AOI ``inputs`` with ``site_patches`` (``{"path": "imagery/gold_mining_patches"}``)
+    expanded into ``scenes`` entries for the sites inside the AOI, after any listed scenes;
+    inputs without it are returned unchanged.
+
+    Raises
+    ------
+    ConfigError
+        ``site_patches`` is not a table with a ``path``.
+    """
+    spec = inputs.get("site_patches")
+    if spec is None:
+        return inputs
+    if not isinstance(spec, dict) or not isinstance(spec.get("path"), str):
+        raise ConfigError(
+            'inputs.site_patches must be {"path": "<folder with patches.csv>"}, relative to the sample data.'
+        )
+    entries = site_scene_entries(sample_data / spec["path"], relative_to=sample_data, within=within)
+    return {**inputs, "scenes": [*inputs.get("scenes", []), *entries]}

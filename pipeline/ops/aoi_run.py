@@ -29,13 +29,16 @@ from pipeline.core.records import DETECTION_COLUMNS, WGS84, Aoi, AoiResult, empt
 from pipeline.core.version import __version__
 from pipeline.ingest.paths import sample_data_dir
 from pipeline.ingest.scenes import SceneSpec
+from pipeline.ingest.sources import scene_specs
 from pipeline.ingest.vectors import format_spec, read_external_detections, read_registry
-from pipeline.ops.imagery import detect_from_scenes, flag_chips
+from pipeline.ops.imagery import flag_chips, place_images
+from pipeline.ops.imagery_detect import imagery_detections
 from pipeline.ops.incremental import input_fingerprints
 from pipeline.ops.outputs import AoiProducts, staging_dir, swap_into_place, write_outputs
 from pipeline.report.writer import deliver_after_run
 from pipeline.state.audit import track_flags
 from pipeline.state.licence_history import record_licences
+from pipeline.state.runledger import model_hash
 
 
 def _external(aoi: Aoi, spec: dict[str, Any], *, root: Path, period: Period | None) -> gpd.GeoDataFrame:
@@ -67,8 +70,11 @@ def make_run_id(aoi: Aoi, period: Period | None, inputs: dict[str, str], setting
             "period": str(period) if period else "all",
             "inputs": inputs,
             # only what changes results: not where inputs live or outputs go
-            "detect": asdict(settings.detect),
+            # the model's bytes count (below), not the cache folder it happens to sit in
+            "detect": {k: v for k, v in asdict(settings.detect).items() if k != "mining_model_path"},
             "comply": asdict(settings.comply),
+            # a retrained model at the same path is a new run; an AOI without imagery uses none
+            "models": model_hash(settings.detect) if aoi.inputs.get("scenes") else None,
             "code": __version__,
             "rulebook": RULEBOOK_VERSION,
         },
@@ -99,7 +105,7 @@ def run_aoi(
     t0 = time.perf_counter()
     inputs = inputs if inputs is not None else input_fingerprints(aoi, root=root)
     result.run_id = run_id or make_run_id(aoi, period, inputs, settings)
-    scenes = [SceneSpec.from_mapping(s, root=root) for s in aoi.inputs.get("scenes", [])]
+    scenes = scene_specs(aoi, settings=settings, period=period)
     made = _detections(aoi, scenes=scenes, root=root, settings=settings, period=period)
     result.timings_s["detect"] = round(time.perf_counter() - t0, 3)
 
@@ -110,7 +116,11 @@ def run_aoi(
     result.timings_s["comply"] = round(time.perf_counter() - t1, 3)
 
     t2 = time.perf_counter()
-    made = replace(made, chips=flag_chips(aoi, made.flags, settings=settings, period=period, scenes=scenes))
+    made = replace(
+        made,
+        chips=flag_chips(aoi, made.flags, settings=settings, period=period, scenes=scenes),
+        images=place_images(aoi, scenes=scenes, settings=settings, period=period) if scenes else [],
+    )
     target = out_dir / aoi.aoi_id
     stage = staging_dir(out_dir, aoi.aoi_id, result.run_id)
     try:
@@ -147,7 +157,7 @@ def _detections(
     frames = [empty_detections()]
     attribution: list[str] = []
     if scenes:
-        found, evidence = detect_from_scenes(aoi, scenes, settings=settings, period=period)
+        found, evidence = imagery_detections(aoi, scenes, settings=settings, period=period)
         frames.append(found)
         attribution.append("Contains modified Copernicus Sentinel-2 data")
     if aoi.inputs.get("detections"):

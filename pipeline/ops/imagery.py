@@ -8,6 +8,7 @@ this module decides what is loaded, masked and computed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,17 @@ from pipeline.comply.lifecycle import reportable_flags
 from pipeline.core.config import Settings
 from pipeline.core.errors import NoDataError
 from pipeline.core.periods import Period
-from pipeline.core.records import Aoi
+from pipeline.core.records import WGS84, Aoi
 from pipeline.detect.chips import RGB, flag_windows
 from pipeline.detect.clouds import scl_cloud, usable, valid_fraction, valid_mask
 from pipeline.detect.detections import check_sensor, scene_detection_rows
 from pipeline.detect.scene_blocks import assemble_scene, scene_pieces
 from pipeline.ingest.paths import sample_data_dir
+from pipeline.ingest.scene_places import group_places
 from pipeline.ingest.scenes import MASK_BANDS, LocalFolderSource, SceneSpec, aoi_footprint
 from pipeline.ingest.training import sensor_bands
 from pipeline.report.chips import chip_data_uri, pair_scale
+from pipeline.report.map import SceneImage
 from pipeline.state.models import load_model, load_turbidity_calibration
 
 #: Flags per AOI that get before/after image chips on the map (the largest first).
@@ -75,7 +78,12 @@ def detect_from_scenes(
 
 
 def clear_observations(
-    aoi: Aoi, scenes: Sequence[SceneSpec], *, settings: Settings, period: Period | None
+    aoi: Aoi,
+    scenes: Sequence[SceneSpec],
+    *,
+    settings: Settings,
+    period: Period | None,
+    bands: Sequence[str] = SCENE_BANDS,
 ) -> xr.Dataset:
     """The scenes' cube with clouds (CLM / SCL, dilated by ``cloud_buffer_px``) and nodata
     set to NaN, and scenes below ``ingest.min_valid_fraction`` over the AOI dropped.
@@ -88,7 +96,7 @@ def clear_observations(
     source = LocalFolderSource(scenes)
     chosen = source.select(period)
     masks = sorted(set.intersection(*(set(s.band_paths) & MASK_BANDS for s in chosen))) if chosen else []
-    cube = source.load(aoi, period, bands=[*SCENE_BANDS, *masks], chunks=settings.detect.chunk_px)
+    cube = source.load(aoi, period, bands=[*bands, *masks], chunks=settings.detect.chunk_px)
     if not masks and cube.sizes["time"] == 1:
         # one scene, no mask: its nodata is already NaN, and a scene with no valid pixel is
         # caught after detection; an extra pass over the data would buy nothing
@@ -98,7 +106,7 @@ def clear_observations(
         cloud = cube["CLM"] == 1
     elif "SCL" in cube:
         cloud = scl_cloud(cube["SCL"])
-    valid = valid_mask(cube, bands=SCENE_BANDS, cloud=cloud, buffer_px=settings.ingest.cloud_buffer_px)
+    valid = valid_mask(cube, bands=list(bands), cloud=cloud, buffer_px=settings.ingest.cloud_buffer_px)
     # a small compute (one number per scene) decides which scenes the detection reads at all
     fractions = valid_fraction(valid, footprint=aoi_footprint(aoi, cube)).compute().values
     keep = usable(
@@ -108,7 +116,7 @@ def clear_observations(
         where=f"AOI '{aoi.aoi_id}'",
     )
     idx = np.flatnonzero(keep)
-    return cube[list(SCENE_BANDS)].isel(time=idx).where(valid.isel(time=idx))
+    return cube[list(bands)].isel(time=idx).where(valid.isel(time=idx))
 
 
 def flag_chips(
@@ -120,27 +128,41 @@ def flag_chips(
     scenes: Sequence[SceneSpec],
 ) -> dict[str, list[tuple[str, str, str]]]:
     """Before/after RGB chips (first and last scene of the period) for the largest flags of
-    an imagery AOI, as PNG data URIs; empty when the AOI has no imagery or no flag."""
+    an imagery AOI, as PNG data URIs; empty when the AOI has no imagery or no flag. Each
+    flag's chips come from the place (scenes of one footprint) it lies in, so only those
+    scenes are read."""
     real = reportable_flags(flags)
     if real.empty or not scenes:
         return {}
     real = real.sort_values("area_ha", ascending=False).head(CHIP_FLAGS_MAX)
-    cube = LocalFolderSource(scenes).load(aoi, period, bands=RGB, chunks=settings.detect.chunk_px)
-    windows = flag_windows(cube, real)
-    last = cube.sizes["time"] - 1
-    picks = {fid: (w.isel(time=0), w.isel(time=last)) for fid, w in windows.items()}
+    picks: dict[str, tuple[Any, Any]] = {}
+    dates: dict[str, tuple[str, str, bool]] = {}
+    for place in group_places(scenes, within=aoi.geometry):
+        inside = real[real.to_crs(WGS84).intersects(place.footprint)]
+        inside = inside[~inside["flag_id"].isin(list(picks))]
+        if inside.empty:
+            continue
+        sub = replace(aoi, geometry=place.footprint)
+        try:
+            cube = LocalFolderSource(place.scenes).load(
+                sub, period, bands=RGB, chunks=settings.detect.chunk_px
+            )
+        except NoDataError:
+            continue
+        last = cube.sizes["time"] - 1
+        days = [str(pd.Timestamp(t).date()) if not pd.isna(t) else "" for t in cube["time"].values]
+        for fid, w in flag_windows(cube, inside).items():
+            picks[fid] = (w.isel(time=0).data, w.isel(time=last).data)
+            dates[fid] = (days[0], days[last], last > 0)
     # small windows only: one compute for every chip of the AOI
-    (arrays,) = dask.compute({fid: (a.data, b.data) for fid, (a, b) in picks.items()})
-    dates = [str(pd.Timestamp(t).date()) if not pd.isna(t) else "" for t in cube["time"].values]
+    (arrays,) = dask.compute(picks)
     out: dict[str, list[tuple[str, str, str]]] = {}
     for fid, (before, after) in arrays.items():
         scale = pair_scale(before, after)
-        after_chip = ("after", dates[last], chip_data_uri(np.asarray(after), scale=scale))
-        out[fid] = (
-            [("before", dates[0], chip_data_uri(np.asarray(before), scale=scale)), after_chip]
-            if last > 0
-            else [after_chip]
-        )
+        first, latest, two = dates[fid]
+        after_chip = ("after", latest, chip_data_uri(np.asarray(after), scale=scale))
+        before_chip = ("before", first, chip_data_uri(np.asarray(before), scale=scale))
+        out[fid] = [before_chip, after_chip] if two else [after_chip]
     return out
 
 
@@ -151,3 +173,56 @@ def open_cube(aoi: Aoi, *, settings: Settings, period: Period | None = None) -> 
     if not scenes:
         raise NoDataError(f"AOI '{aoi.aoi_id}' lists no scenes in its inputs.")
     return LocalFolderSource(scenes).load(aoi, period, bands=SCENE_BANDS, chunks=settings.detect.chunk_px)
+
+
+#: Places per AOI whose before / after true-colour images go on the map, and their longest
+#: side in pixels (a full tile is subsampled, not embedded at 10 m).
+IMAGE_PLACES_MAX = 100
+IMAGE_MAX_PX = 1024
+
+
+def place_images(
+    aoi: Aoi, *, scenes: Sequence[SceneSpec], settings: Settings, period: Period | None
+) -> list[SceneImage]:
+    """True-colour PNGs of each place with imagery at its first and last date (one
+    stretch per place, so a change of colour is real), for the map's imagery layers."""
+    todo = []
+    for place in group_places(scenes, within=aoi.geometry)[:IMAGE_PLACES_MAX]:
+        sub = replace(aoi, geometry=place.footprint)
+        try:
+            cube = LocalFolderSource(place.scenes).load(
+                sub, period, bands=RGB, chunks=settings.detect.chunk_px
+            )
+        except NoDataError:
+            continue
+        rgb = xr.concat([cube[b] for b in RGB], dim="band").transpose("time", "y", "x", "band")
+        step = max(1, -(-max(rgb.sizes["y"], rgb.sizes["x"]) // IMAGE_MAX_PX))
+        rgb = rgb.isel(y=slice(None, None, step), x=slice(None, None, step))
+        days = [str(pd.Timestamp(t).date()) if not pd.isna(t) else "" for t in cube["time"].values]
+        last = cube.sizes["time"] - 1
+        west, south, east, north = place.footprint.bounds
+        todo.append((rgb.isel(time=0).data, rgb.isel(time=last).data, days[0], days[last], last > 0,
+                     (south, west, north, east)))  # fmt: skip
+    # one compute for every place's two small images
+    (arrays,) = dask.compute([(b, a) for b, a, *_ in todo])
+    out = []
+    for (before, after), (_, _, first, latest, two, bounds) in zip(arrays, todo, strict=True):
+        scale = pair_scale(before, after)
+        if two:
+            out.append(
+                SceneImage(
+                    kind="before",
+                    date=first,
+                    data_uri=chip_data_uri(np.asarray(before), scale=scale),
+                    bounds=bounds,
+                )
+            )
+        out.append(
+            SceneImage(
+                kind="after",
+                date=latest,
+                data_uri=chip_data_uri(np.asarray(after), scale=scale),
+                bounds=bounds,
+            )
+        )
+    return out

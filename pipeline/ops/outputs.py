@@ -1,14 +1,13 @@
-"""Writing one AOI's outputs as a set: staged in a hidden folder beside the previous outputs,
-then swapped into place, so a reader or a crash sees the whole previous run or the whole new
-one. Renders and writes only; :mod:`pipeline.ops.run` computes everything before."""
+"""Writing one AOI's outputs as a set: staged in a new version folder, then swapped into place
+with one atomic rename (:mod:`pipeline.ops.output_swap`), so a reader or a crash sees the
+whole previous run or the whole new one, and the alert outbox is never in a swapped folder.
+Renders and writes only; :mod:`pipeline.ops.run` computes everything before."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,19 +15,23 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
+from pipeline.comply.figures import run_figures
 from pipeline.comply.impact import ImpactTables
-from pipeline.comply.lifecycle import reportable_flags
 from pipeline.comply.rules import RULEBOOK_VERSION
 from pipeline.core.atomic import write_text
 from pipeline.core.config import Settings
 from pipeline.core.periods import Period
 from pipeline.core.records import CONFIRMED, KIND_MINING, PROBABLE, Aoi, AoiResult
 from pipeline.core.version import __version__
+from pipeline.ops.output_swap import outbox_dir, staging_dir, swap_into_place
 from pipeline.report.alerts import alert_payloads, write_outbox
 from pipeline.report.exports import write_csv, write_geojson, write_geoparquet
-from pipeline.report.map import write_map
+from pipeline.report.map import SceneImage, write_map
 from pipeline.report.scorecard import scorecard_links
 from pipeline.report.writer import map_link, write_extras
+from pipeline.state.ledger_anchor import heads_path, last_head
+
+__all__ = ["AoiProducts", "staging_dir", "swap_into_place", "write_outputs"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +52,8 @@ class AoiProducts:
     """What the registry mapping merged or rejected (``sites_report.txt``)."""
     chips: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
     """Before/after image chips per flag id."""
+    images: list[SceneImage] = field(default_factory=list)
+    """True-colour images of the places with imagery (the map's before / after layers)."""
 
     @property
     def flag_table(self) -> gpd.GeoDataFrame:
@@ -72,8 +77,9 @@ def write_outputs(
     started: datetime,
     t_report: float,
 ) -> AoiResult:
-    """Write every output of one AOI into ``stage`` (the outbox into ``target``, where alerts
-    accumulate across runs) and return the result with its counts and output paths."""
+    """Write every output of one AOI into ``stage`` (the outbox beside the versions of
+    ``target``, where alerts accumulate across runs) and return the result with its counts
+    and output paths."""
     outputs = _write_tables(stage, made, aoi=aoi)
     outputs["map.html"] = write_map(
         stage / "map.html",
@@ -87,6 +93,7 @@ def write_outputs(
         run_id=result.run_id,
         scorecards=scorecard_links(made.sites),
         chips=made.chips,
+        images=made.images,
     )
     outputs.update(
         write_extras(
@@ -107,11 +114,14 @@ def write_outputs(
         min_severity=settings.alerts.min_severity,
         aoi_name=aoi.name,
     )
-    write_outbox(payloads, target / "alerts" / "outbox")
+    write_outbox(payloads, outbox_dir(target.parent, target.name))
     result.timings_s["report"] = round(time.perf_counter() - t_report, 3)
     _count(result, made, aoi=aoi, alerts=len(payloads))
     result.outputs = {k: str(v) for k, v in outputs.items()}
     summary = _summary(result, made, aoi=aoi, period=period, inputs=inputs, started=started, stage=stage)
+    # the audit ledger's head after this run, as anchored beside the state file: a later
+    # rewrite of the ledger no longer matches what the published run.json says
+    summary["ledger_head"] = _ledger_head(replace(settings, out_dir=out_dir).state_path)
     write_text(stage / "run.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
     result.outputs["run.json"] = str(stage / "run.json")
     return result
@@ -142,16 +152,13 @@ def _count(result: AoiResult, made: AoiProducts, *, aoi: Aoi, alerts: int) -> No
     mining = detections[detections["kind"] == KIND_MINING]
     result.detections = len(detections)
     result.detections_ha = round(float(mining["area_ha"].sum()), 2)
-    real = reportable_flags(flags)
     result.flags_by_status = {str(k): int(v) for k, v in flags["status"].value_counts().sort_index().items()}
     result.flags_by_rule = {str(k): int(v) for k, v in flags["rule_id"].value_counts().sort_index().items()}
     result.flags_by_severity = {
         str(k): int(v) for k, v in flags["severity"].value_counts().sort_index().items()
     }
-    # overlapping titles share hectares: count each flagged hectare once
-    result.flagged_ha = (
-        round(float(real.to_crs(aoi.equal_area_crs).union_all().area / 1e4), 2) if len(real) else 0.0
-    )
+    # one definition of the flagged area (each hectare once), shared with the CSV, map and index
+    result.flagged_ha = round(run_figures(flags, detections, crs=aoi.equal_area_crs).flagged_ha, 2)
     result.alerts_queued = alerts
 
 
@@ -188,6 +195,7 @@ def _summary(
             "sites": None if made.sites is None else len(made.sites),
         },
         "evidence": made.evidence,
+        "attribution": "; ".join(a for a in made.attribution if a),
         "registry_report": made.registry_lines,
         "timings_s": result.timings_s,
         "outputs": {
@@ -198,31 +206,9 @@ def _summary(
     }
 
 
-def staging_dir(out_dir: Path, aoi_id: str, run_id: str) -> Path:
-    """A fresh hidden folder beside the AOI's outputs; leftovers of a crashed run are cleared
-    first (and a swap cut short between its two renames is completed)."""
-    target = out_dir / aoi_id
-    for old in sorted(out_dir.glob(f".{aoi_id}.old-*")):
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-        else:  # killed between the two renames of swap_into_place: the old outputs come back
-            os.replace(old, target)
-    for leftover in out_dir.glob(f".{aoi_id}.staging-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    stage = out_dir / f".{aoi_id}.staging-{run_id}"
-    stage.mkdir(parents=True)
-    return stage
-
-
-def swap_into_place(stage: Path, target: Path) -> None:
-    """Replace ``target`` by ``stage`` as one set: a reader or a crash sees either the whole
-    previous run or the whole new one. The outbox (alerts accumulate across runs) moves over."""
-    if not target.exists():
-        os.replace(stage, target)
-        return
-    old = target.parent / f".{target.name}.old-{stage.name.rsplit('-', 1)[-1]}"
-    os.replace(target, old)
-    os.replace(stage, target)
-    if (old / "alerts").exists():
-        os.replace(old / "alerts", target / "alerts")
-    shutil.rmtree(old, ignore_errors=True)
+def _ledger_head(state_path: Path) -> dict[str, Any] | None:
+    """The ledger head anchored last beside ``state_path`` (None: no ledger yet)."""
+    line = last_head(state_path)
+    if line is None:
+        return None
+    return {"seq": line.seq, "row_hash": line.row_hash, "at": line.at, "file": heads_path(state_path).name}

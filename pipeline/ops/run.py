@@ -33,10 +33,15 @@ from pipeline.core.errors import NoDataError, PipelineError
 from pipeline.core.logcontext import log_context
 from pipeline.core.periods import Period
 from pipeline.core.records import Aoi, AoiResult
+from pipeline.ingest.aoi import AoiLoadFailure
 from pipeline.ingest.paths import sample_data_dir
 from pipeline.ops.aoi_run import make_run_id, run_aoi
 from pipeline.ops.cluster import PeakMemory, check_worker_paths, dask_client
+from pipeline.ops.detector_model import resolve_mining_model
 from pipeline.ops.incremental import input_files, input_fingerprints, plan_aoi
+from pipeline.ops.load_failures import record_load_failures
+from pipeline.ops.night_delivery import deliver_pending, without_delivery
+from pipeline.state.integrity import check_state
 from pipeline.state.lock import lock_path_for, run_lock
 from pipeline.state.runledger import DONE_STATUSES, RunLedger, code_version, model_hash
 
@@ -79,10 +84,9 @@ def run(
     force: bool = False,
     progress: bool | None = None,
     command: str = "",
+    load_failures: Sequence[AoiLoadFailure] = (),
 ) -> list[AoiResult]:
-    """Run every AOI under the run lock, recording each in the run ledger.
-
-    One AOI's failure is recorded with its error and does not stop the others.
+    """Run every AOI under the run lock, recording each in the run ledger; a failure stops no other.
 
     Parameters
     ----------
@@ -91,37 +95,39 @@ def run(
     settings
         Resolved settings; ``settings.state_path`` holds the ledger and its lock.
     period
-        Period to process; None = everything available (or, with ``incremental``, what is
-        new since the AOI's last successful run, see :mod:`pipeline.ops.incremental`).
+        Period to process; None = all available, or what is new (``incremental``).
     out_dir
         Outputs go to ``out_dir/<aoi_id>/``; ``out_dir/summary.json`` sums the run up.
     incremental
-        Nightly mode: skip inputs already processed (only when ``period`` is None).
+        Nightly mode: only inputs not processed yet, see :mod:`pipeline.ops.incremental`.
     force
         Recompute AOIs whose identical run (same inputs, settings, code) already finished.
     progress
         tqdm bar over AOIs on stderr; None = only when stderr is a terminal.
     command
         Command line recorded in the ledger (default ``sys.argv``).
+    load_failures
+        AOI files that could not be loaded: each is recorded as a failed AOI named by its file.
 
     Raises
     ------
     LockHeldError
         Another run holds the lock (exit code 3).
     """
-    root = sample_data_dir(settings.sample_data)
-    show = sys.stderr.isatty() if progress is None else progress
+    root, show = sample_data_dir(settings.sample_data), sys.stderr.isatty() if progress is None else progress
+    if any(_has_imagery(a, settings) for a in aois):  # the model is part of their run ids
+        settings = resolve_mining_model(settings)
     with run_lock(lock_path_for(settings.state_path), wait_s=settings.run.lock_wait_s):
-        ledger = RunLedger(settings.state_path)
-        run_id = _start(
+        ledger = _open_ledger(settings.state_path)
+        run_id, results = _start(
             ledger,
             settings=settings,
             period=period,
             incremental=incremental,
             command=command,
-            n_aois=len(aois),
+            aois=aois,
+            load_failures=load_failures,
         )
-        results: list[AoiResult] = []
         with (
             _recorded(ledger, run_id, results=results, out_dir=out_dir) as mem,
             log_context(run_id=run_id),
@@ -137,7 +143,7 @@ def run(
                     res = _one_aoi(
                         aoi,
                         step=step,
-                        settings=settings,
+                        settings=without_delivery(settings),  # delivered once, below
                         period=period,
                         out_dir=out_dir,
                         root=root,
@@ -146,7 +152,21 @@ def run(
                     )
                 results.append(res)
                 _pause_for_tests()
+    deliver_pending(out_dir, settings=settings)  # every AOI's pending alerts, outside the lock
     return results
+
+
+def _open_ledger(state_path: Path) -> RunLedger:
+    """The run ledger, once the state file is known to be whole and its audit ledger to
+    verify: a damaged, wiped or rewritten state raises ``StateDamagedError`` (exit code 2)
+    before anything is run, sent or written."""
+    check_state(state_path)
+    return RunLedger(state_path)
+
+
+def _has_imagery(aoi: Aoi, settings: Settings) -> bool:
+    source = aoi.inputs.get("source") or settings.ingest.source
+    return bool(aoi.inputs.get("scenes")) or source != "local"
 
 
 def _pause_for_tests() -> None:
@@ -162,9 +182,11 @@ def _start(
     period: Period | None,
     incremental: bool,
     command: str,
-    n_aois: int,
-) -> str:
-    """Open this invocation in the run ledger (closing runs a kill left open); returns its id."""
+    aois: Sequence[Aoi],
+    load_failures: Sequence[AoiLoadFailure],
+) -> tuple[str, list[AoiResult]]:
+    """Open this invocation in the run ledger (closing runs a kill left open) and record the
+    AOI files that could not be loaded; returns its id and their results."""
     stale = ledger.recover_interrupted()
     if stale:
         log.warning("runs %s did not finish (killed?): marked interrupted; resuming", ", ".join(stale))
@@ -179,9 +201,9 @@ def _start(
         code_version=code_version(),
         rulebook_version=RULEBOOK_VERSION,
         model_hash=model_hash(settings.detect),
-        n_aois=n_aois,
+        n_aois=len(aois) + len(load_failures),
     )
-    return run_id
+    return run_id, record_load_failures(load_failures, ledger=ledger, run_id=run_id, first_seq=len(aois))
 
 
 @contextmanager

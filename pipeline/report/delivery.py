@@ -4,11 +4,20 @@ State lives in table ``alert_delivery`` of the SQLite state file (WAL mode). A r
 ``pending`` until its channel accepts it (``delivered``), or refuses it for good
 (``failed``: a 4xx other than 408/429, or no SMTP host; ``--retry`` reopens those). A row is
 claimed (``sending``) before the attempt, so two delivery passes never send the same row;
-a claim older than :data:`STALE_CLAIM_S` (a crashed pass) is pending again. When one alert
+a claim older than :func:`stale_claim_s` (a pass killed while sending) is taken over by the
+next pass, which the nightly ``run`` makes every night (:mod:`pipeline.ops.night_delivery`). When one alert
 still fails after every attempt, the pass stops trying that subscriber's channel (the rest
 stay pending), so a dead endpoint costs one backoff sequence, not one per alert. Webhook
 retries reuse the same ``webhook-id``, so a receiver that did get a message whose reply was
-lost recognises the retry.
+lost recognises the retry; a resent e-mail keeps its ``Message-ID``.
+
+Issue 15: one alert that a channel cannot render or send (a broken payload, a header the
+mail library refuses) fails alone (``failed``, with the error) and the pass goes on. A
+``Retry-After`` on 429/503 is waited in the pass when it is no longer than ``backoff_max_s``;
+a longer one (capped at :data:`~pipeline.report.transport.RETRY_AFTER_MAX_S`) ends the pass
+for that subscriber and channel and is stored as ``not_before``: later passes leave the
+receiver alone until then (``--retry`` does not wait). Each attempt is bounded by
+:data:`DELIVERY_DEADLINE_S` (``[alerts] deadline_s`` when that setting exists).
 """
 
 from __future__ import annotations
@@ -19,20 +28,24 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pipeline.core.config import AlertParams, Settings, secret_from_env
 from pipeline.core.errors import ConfigError, DataNotFoundError
-from pipeline.report.mail import EmailChannel
+from pipeline.report.attempts import Channel, Outcome, attempt_safely
+from pipeline.report.mail import EmailChannel, message_id
 from pipeline.report.subscriptions import Subscription, parse_subscriptions
-from pipeline.report.webhook import DeliveryError, WebhookChannel, webhook_id
+from pipeline.report.transport import DELIVERY_DEADLINE_S
+from pipeline.report.webhook import WebhookChannel, webhook_id
 
 log = logging.getLogger(__name__)
 
-STALE_CLAIM_S = 900
+#: Shortest age (s) of a ``sending`` claim before another pass takes it over; longer when
+#: one batch's attempts may take longer (:func:`stale_claim_s`).
+STALE_CLAIM_S = 600
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alert_delivery (
     alert_id    TEXT NOT NULL,
@@ -46,18 +59,15 @@ CREATE TABLE IF NOT EXISTS alert_delivery (
     queued_at   TEXT NOT NULL,
     updated_at  TEXT NOT NULL,
     delivered_at TEXT,
+    not_before  TEXT,
     PRIMARY KEY (alert_id, subscriber, channel)
 );
 CREATE INDEX IF NOT EXISTS alert_delivery_state ON alert_delivery (state, aoi_id);
 """
-
-
-class Channel(Protocol):
-    """A way to reach a subscriber. ``send`` raises DeliveryError when an attempt fails."""
-
-    name: str
-
-    def send(self, alerts: Sequence[Mapping[str, Any]], *, sub: Subscription) -> None: ...
+#: Columns added after the first release, with their definitions (added to older files).
+_ADDED_COLUMNS = {"not_before": "TEXT"}
+#: Fields every outbox alert needs before it can be matched to subscriptions.
+_REQUIRED = ("alert_id", "aoi_id", "rule_id", "severity")
 
 
 @dataclass
@@ -75,6 +85,22 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _deadline_s(params: AlertParams) -> float:
+    """``[alerts] deadline_s`` once that setting exists, else :data:`DELIVERY_DEADLINE_S`."""
+    value = getattr(params, "deadline_s", None)
+    return float(value) if value else DELIVERY_DEADLINE_S
+
+
+def stale_claim_s(params: AlertParams) -> float:
+    """Age after which a ``sending`` claim is a killed pass's, not a live one's: twice the
+    longest one batch can take (every attempt to its deadline, every backoff at its
+    maximum), at least :data:`STALE_CLAIM_S`. A live pass is never overtaken, so no alert
+    is sent twice by two passes."""
+    attempts = max(params.max_attempts, 1)
+    longest = attempts * _deadline_s(params) + (attempts - 1) * params.backoff_max_s
+    return max(float(STALE_CLAIM_S), 2 * longest)
+
+
 @contextmanager
 def ledger(path: Path) -> Iterator[sqlite3.Connection]:
     """Open the state file with the ``alert_delivery`` table (WAL, autocommit)."""
@@ -84,22 +110,56 @@ def ledger(path: Path) -> Iterator[sqlite3.Connection]:
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA busy_timeout=30000")
         con.executescript(SCHEMA)
+        _add_columns(con)
         yield con
     finally:
         con.close()
 
 
-def read_outbox(outbox: Path) -> list[dict[str, Any]]:
-    """Every alert JSON in ``outbox``, sorted by alert id."""
+def _add_columns(con: sqlite3.Connection) -> None:
+    """Add the columns a state file from an older release lacks."""
+    have = {row[1] for row in con.execute("PRAGMA table_info(alert_delivery)")}
+    for name, kind in _ADDED_COLUMNS.items():
+        if name not in have:
+            try:
+                con.execute(f"ALTER TABLE alert_delivery ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as exc:  # another pass added it meanwhile
+                if "duplicate column" not in str(exc):
+                    raise
+
+
+def read_outbox(outbox: Path, *, errors: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every alert JSON in ``outbox``, sorted by alert id.
+
+    With ``errors``, a file that is not a readable alert (broken JSON, no ``alert_id``,
+    ``aoi_id``, ``rule_id`` or ``severity``) is skipped and named there, so one bad file never
+    stops the others; without, it raises.
+    """
     if not outbox.is_dir():
         raise DataNotFoundError(
             f"No alert outbox at {outbox}. Pass a run folder OUT_DIR/AOI_ID that `run` wrote."
         )
-    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(outbox.glob("*.json"))]
+    out = []
+    for p in sorted(outbox.glob("*.json")):
+        try:
+            alert = json.loads(p.read_text(encoding="utf-8"))
+            missing = [k for k in _REQUIRED if not isinstance(alert.get(k), str)]
+            if missing:
+                raise ValueError(f"no {', '.join(missing)}")
+        except (OSError, ValueError, AttributeError) as exc:
+            if errors is None:
+                raise
+            errors.append(
+                f"{p}: not a readable alert ({type(exc).__name__}: {exc}); skipped, fix or remove it"
+            )
+            log.error("%s", errors[-1])
+            continue
+        out.append(alert)
+    return out
 
 
-def _claim(con: sqlite3.Connection, key: tuple[str, str, str], *, retry: bool) -> bool:
-    stale = (datetime.now(UTC) - timedelta(seconds=STALE_CLAIM_S)).isoformat(timespec="seconds")
+def _claim(con: sqlite3.Connection, key: tuple[str, str, str], *, retry: bool, stale_s: float) -> bool:
+    stale = (datetime.now(UTC) - timedelta(seconds=stale_s)).isoformat(timespec="seconds")
     states = "('pending','failed')" if retry else "('pending')"
     cur = con.execute(
         f"UPDATE alert_delivery SET state='sending', updated_at=? WHERE alert_id=? AND subscriber=? "
@@ -109,45 +169,17 @@ def _claim(con: sqlite3.Connection, key: tuple[str, str, str], *, retry: bool) -
     return cur.rowcount == 1
 
 
-def _finish(
-    con: sqlite3.Connection, keys: list[tuple[str, str, str]], state: str, attempts: int, error: str | None
-) -> None:
+def _finish(con: sqlite3.Connection, keys: list[tuple[str, str, str]], out: Outcome) -> None:
     now = _now()
     con.execute("BEGIN IMMEDIATE")
     for key in keys:
         con.execute(
             "UPDATE alert_delivery SET state=?, attempts=attempts+?, last_error=?, updated_at=?, "
-            "delivered_at=CASE WHEN ?='delivered' THEN ? ELSE delivered_at END "
-            "WHERE alert_id=? AND subscriber=? AND channel=?",
-            (state, attempts, error, now, state, now, *key),
+            "delivered_at=CASE WHEN ?='delivered' THEN ? ELSE delivered_at END, not_before=?, "
+            "message_id=COALESCE(?, message_id) WHERE alert_id=? AND subscriber=? AND channel=?",
+            (out.state, out.attempts, out.error, now, out.state, now, out.not_before, out.message_id, *key),
         )
     con.execute("COMMIT")
-
-
-def _attempt(
-    channel: Channel,
-    batch: list[dict[str, Any]],
-    sub: Subscription,
-    *,
-    max_attempts: int,
-    backoff_s: float,
-    backoff_max_s: float,
-    sleep: Callable[[float], None],
-) -> tuple[str, int, str | None]:
-    """Try up to ``max_attempts`` times with exponential backoff: (state, attempts, error)."""
-    error = None
-    for k in range(max_attempts):
-        try:
-            channel.send(batch, sub=sub)
-            return "delivered", k + 1, None
-        except DeliveryError as exc:
-            error = str(exc)
-            log.warning("%s to %s, attempt %d/%d: %s", channel.name, sub.name, k + 1, max_attempts, error)
-            if not exc.retryable:
-                return "failed", k + 1, error
-            if k + 1 < max_attempts:
-                sleep(min(backoff_s * 2**k, backoff_max_s))
-    return "pending", max_attempts, error
 
 
 def deliver(
@@ -175,11 +207,12 @@ def deliver(
     if not subs:
         return report
     _require_secrets(subs)
+    deadline_s = _deadline_s(params)
     chans: Mapping[str, Channel] = channels or {
-        "webhook": WebhookChannel(timeout_s=params.timeout_s),
-        "email": EmailChannel(params),
+        "webhook": WebhookChannel(timeout_s=params.timeout_s, deadline_s=deadline_s),
+        "email": EmailChannel(params, deadline_s=deadline_s),
     }
-    alerts = {a["alert_id"]: a for a in read_outbox(outbox)}
+    alerts = {a["alert_id"]: a for a in read_outbox(outbox, errors=report.errors)}
     with ledger(settings.state_path) as con:
         _queue(con, alerts, subs)
         for sub in subs:
@@ -226,7 +259,9 @@ def _queue(
                         sub.name,
                         ch,
                         alert["aoi_id"],
-                        webhook_id(alert["alert_id"], sub.name) if ch == "webhook" else None,
+                        webhook_id(alert["alert_id"], sub.name)
+                        if ch == "webhook"
+                        else message_id([alert["alert_id"]], sub.name),
                         _now(),
                         _now(),
                     ),
@@ -263,6 +298,11 @@ def _deliver_channel(
     ).fetchall()
     todo = [a for a, state in rows if a in alerts and state != "delivered"]
     report.already_delivered += sum(1 for a, state in rows if a in alerts and state == "delivered")
+    held = None if retry else _held_until(con, sub.name, ch)
+    if held and todo:
+        report.pending += sum(1 for a, state in rows if a in alerts and state in ("pending", "sending"))
+        report.errors.append(f"{sub.name}/{ch}: the receiver asked (Retry-After) to wait until {held}")
+        return
     down = False
     for ids in _batches(todo, alerts, digest=ch == "email" and sub.digest):
         if down:
@@ -270,10 +310,10 @@ def _deliver_channel(
             # the next pass
             report.pending += len(ids)
             continue
-        ids = [a for a in ids if _claim(con, (a, sub.name, ch), retry=retry)]
+        ids = [a for a in ids if _claim(con, (a, sub.name, ch), retry=retry, stale_s=stale_claim_s(params))]
         if not ids:
             continue
-        state, n, error = _attempt(
+        out = attempt_safely(
             chans[ch],
             [alerts[a] for a in ids],
             sub,
@@ -282,8 +322,20 @@ def _deliver_channel(
             backoff_max_s=params.backoff_max_s,
             sleep=sleep,
         )
-        _finish(con, [(a, sub.name, ch) for a in ids], state, n, error)
-        setattr(report, state, getattr(report, state) + len(ids))
-        if error and state != "delivered":
-            report.errors.append(f"{sub.name}/{ch}: {error}")
-        down = state == "pending"
+        if ch == "email":
+            out = replace(out, message_id=message_id(ids, sub.name))
+        _finish(con, [(a, sub.name, ch) for a in ids], out)
+        setattr(report, out.state, getattr(report, out.state) + len(ids))
+        if out.error and out.state != "delivered":
+            report.errors.append(f"{sub.name}/{ch}: {out.error}")
+        down = out.state == "pending"
+
+
+def _held_until(con: sqlite3.Connection, subscriber: str, channel: str) -> str | None:
+    """The time before which the receiver asked not to be tried (``Retry-After``), if later
+    than now."""
+    (until,) = con.execute(
+        "SELECT MAX(not_before) FROM alert_delivery WHERE subscriber=? AND channel=? AND state!='delivered'",
+        (subscriber, channel),
+    ).fetchone()
+    return str(until) if until and str(until) > _now() else None

@@ -30,12 +30,19 @@ def render_index(entries: list[dict[str, Any]], *, lang: str = "en") -> str:
                 esc(cat.term("designation", e.get("designation"))),
                 esc(e.get("country")),
                 esc(e.get("flags", 0)),
+                esc(cat.number(e.get("flagged_ha"), spec=",.1f")),
                 links,
             ]
         )
     header = [
         esc(cat.t(k))
-        for k in ("map.index_aoi", "map.index_designation", "map.index_country", "map.index_flags")
+        for k in (
+            "map.index_aoi",
+            "map.index_designation",
+            "map.index_country",
+            "map.index_flags",
+            "map.index_flagged_ha",
+        )
     ] + [""]
     body = f"<h1>{esc(cat.t('map.index_title'))}</h1>{grid_table(header, rows)}"
     return page(title=cat.t("map.index_title"), body=body, lang=lang)
@@ -43,7 +50,7 @@ def render_index(entries: list[dict[str, Any]], *, lang: str = "en") -> str:
 
 def write_index(out_dir: Path, *, lang: str = "en", current: dict[str, Any] | None = None) -> Path:
     """Merge ``current`` (``aoi_id``, ``name``, ``designation``, ``country``, ``flags``,
-    ``scorecards``) into ``out_dir/index.json`` and write ``out_dir/index.html``."""
+    ``flagged_ha``, ``scorecards``) into ``out_dir/index.json`` and write ``out_dir/index.html``."""
     store = out_dir / "index.json"
     entries: dict[str, dict[str, Any]] = {}
     if store.is_file():

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import geopandas as gpd
 
+from pipeline.comply.figures import flag_count
 from pipeline.core.atomic import write_text
 from pipeline.core.records import WGS84
 from pipeline.report.assets import assert_offline, inline_head
@@ -36,7 +39,15 @@ from pipeline.report.map_html import (
 from pipeline.report.markup import esc, is_blank
 from pipeline.report.sites import site_states
 
-__all__ = ["SEVERITY_COLOURS", "SITE_COLOURS", "period_colours", "render_map", "site_states", "write_map"]
+__all__ = [
+    "SEVERITY_COLOURS",
+    "SITE_COLOURS",
+    "SceneImage",
+    "period_colours",
+    "render_map",
+    "site_states",
+    "write_map",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +73,7 @@ def render_map(
     run_id: str = "",
     scorecards: dict[str, str] | None = None,
     chips: dict[str, list[tuple[str, str, str]]] | None = None,
+    images: Sequence[SceneImage] | None = None,
 ) -> str:
     """HTML of the AOI map (self-contained but for basemap tiles).
 
@@ -76,11 +88,15 @@ def render_map(
         site_id -> relative link of that site's scorecard.
     chips
         flag_id -> image chips ``(kind, date, data URI)``, kind ``before`` or ``after``.
+    images
+        True-colour images of the places with imagery, drawn under everything else as two
+        layers a reader switches on (before, after).
     """
     vb, elements = _elements()
     cat = catalogue(lang)
     scorecards = scorecards or {}
     page, fmap, tiles = _new_page(aoi, title=title, cat=cat)
+    _add_images(fmap, images or [], cat=cat)
     _add_aoi(fmap, aoi, cat=cat)
     has_sites = sites is not None and len(sites) > 0
     if sites is not None and has_sites:
@@ -92,7 +108,7 @@ def render_map(
         title=title,
         cat=cat,
         periods=periods,
-        n_flags=int((flags["rule_id"] != "compliant").sum()) if len(flags) else 0,
+        n_flags=flag_count(flags),
         attribution=attribution,
         run_id=run_id,
         has_sites=has_sites,
@@ -142,6 +158,32 @@ def _add_layer(
     group.add_to(fmap)
 
 
+@dataclass(frozen=True, kw_only=True)
+class SceneImage:
+    """A true-colour PNG of one place at one date, and where it lies."""
+
+    kind: str
+    """``before`` or ``after``."""
+    date: str
+    data_uri: str
+    bounds: tuple[float, float, float, float]
+    """South, west, north, east (EPSG:4326)."""
+
+
+def _add_images(fmap: Any, images: Sequence[SceneImage], *, cat: Catalogue) -> None:
+    """Before and after imagery as two layers, off until a reader switches them on."""
+    vb, _ = _elements()
+    for kind in ("before", "after"):
+        chosen = [im for im in images if im.kind == kind]
+        if not chosen:
+            continue
+        group = vb.FeatureGroup(name=esc(cat.t(f"map.images_{kind}")), show=False)
+        for im in chosen:
+            s, w, n, e = im.bounds
+            vb.ImageOverlay(image=im.data_uri, bounds=[[s, w], [n, e]], opacity=1.0).add_to(group)
+        group.add_to(fmap)
+
+
 def _add_aoi(fmap: Any, aoi: gpd.GeoDataFrame, *, cat: Catalogue) -> None:
     a = aoi.to_crs(WGS84)
     view = a[["geometry"]].assign(_tip=[esc(n) for n in a["name"]])
@@ -181,8 +223,10 @@ def _add_sites(
 def _add_detections(fmap: Any, detections: gpd.GeoDataFrame, *, cat: Catalogue) -> dict[str, str]:
     """Draw the detections coloured by period; return period label -> colour for the legend."""
     d = detections.to_crs(WGS84)
+    # a scene without a date has neither: say "unknown", never "None"
     labels = [
-        str(p) if not is_blank(p) else str(fs)[:4] for p, fs in zip(d["period"], d["first_seen"], strict=True)
+        str(p) if not is_blank(p) else str(fs)[:4] if not is_blank(fs) else cat.t("unknown")
+        for p, fs in zip(d["period"], d["first_seen"], strict=True)
     ]
     periods = period_colours(labels)
     tips = [

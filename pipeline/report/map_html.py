@@ -18,11 +18,12 @@ SITE_COLOURS = {
     "flagged_high": "#c0392b",
     "flagged_medium": "#e67e22",
     "flagged_low": "#f1c40f",
-    "licence_invalid": "#8e44ad",
+    "no_extraction_allowed": "#8e44ad",
     "compliant": "#27ae60",
 }
-# viridis-like ramp: older detections dark blue, newest yellow
-_RAMP = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"]
+# one blue family, older detections pale, newest dark: no period colour can be read as a site
+# state (green, purple) or a severity (red, orange, yellow)
+_RAMP = ["#c6dbef", "#6baed6", "#2171b5", "#08519c", "#08306b"]
 MAP_CSS = (
     ".leaflet-container{background:#dfe6e9}"
     ".asm-box{background:rgba(255,255,255,.94);padding:6px 8px;border:1px solid #999;border-radius:4px;"
@@ -39,8 +40,8 @@ def _hex(c: str) -> tuple[int, int, int]:
 
 
 def period_colours(labels: list[str]) -> dict[str, str]:
-    """Colour per period label, oldest to newest along a viridis-like ramp (sorted as text,
-    which orders ``2019 < 2020 < 2025Q2``)."""
+    """Colour per period label, oldest (pale blue) to newest (dark blue), sorted as text,
+    which orders ``2019 < 2020 < 2025Q2``."""
     labels = sorted(set(labels))
     out = {}
     for i, label in enumerate(labels):

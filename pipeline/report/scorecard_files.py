@@ -17,7 +17,7 @@ from pipeline.report.csvsafe import csv_cell, csv_text, csv_unguard
 from pipeline.report.exports import plain
 from pipeline.report.markup import is_blank
 from pipeline.report.scorecard_page import STATUS_ORDER, render_scorecard, render_site_index
-from pipeline.report.sites import site_slug, site_states
+from pipeline.report.sites import licence_allows, period_span, site_slug, site_states
 from pipeline.report.trend import trend
 
 SITE_CSV_COLUMNS = [
@@ -28,6 +28,9 @@ SITE_CSV_COLUMNS = [
     "licence_status",
     "phase",
     "state",
+    "licence_state",
+    "mining_observed",
+    "mining_periods",
     "worst_severity",
     "flags_new",
     "flags_ongoing",
@@ -63,6 +66,7 @@ def write_scorecard_files(
     history = _write_history(target, licences)
     summary = []
     states = site_states(sites, flags)
+    span = period_span(detections["period"]) if "period" in detections and len(detections) else ""
     for site, state in zip(sites.drop(columns="geometry").to_dict("records"), states, strict=True):
         sid, slug = site["site_id"], site_slug(site["site_id"])
         site_flags = by_site.get(sid, [])
@@ -75,6 +79,7 @@ def write_scorecard_files(
             aoi_name=aoi_name,
             lang=lang,
             history=history.get(sid),
+            span=span,
         )
         _write(target / f"{slug}.html", page)
         _write(target / f"{slug}.csv", _site_csv(site, site_flags, columns=list(flag_table.columns)))
@@ -129,6 +134,7 @@ def _summary_row(
     """The site's row of ``sites.csv``."""
     real = [f for f in flags if f["rule_id"] != "compliant"]
     worst = max((f["severity"] for f in real), key=lambda s: SEVERITY_ORDER.get(s, 0)) if real else ""
+    seen = points[(pd.to_numeric(points["inside_ha"]) + pd.to_numeric(points["outside_ha"])) > 0]
     return {
         "site_id": site["site_id"],
         "name": site.get("name"),
@@ -137,6 +143,9 @@ def _summary_row(
         "licence_status": site.get("licence_status"),
         "phase": site.get("phase"),
         "state": state,
+        "licence_state": "extraction_allowed" if licence_allows(site) else "no_extraction_allowed",
+        "mining_observed": "observed" if len(seen) else "none",
+        "mining_periods": ",".join(sorted(map(str, set(seen["period"])))),
         "worst_severity": worst,
         **{f"flags_{s}": sum(f["status"] == s for f in real) for s in STATUS_ORDER},
         "ha_inside_title": round(float(points["inside_ha"].sum()), 4),

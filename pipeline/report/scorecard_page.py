@@ -13,12 +13,18 @@ from pipeline.report.exports import plain
 from pipeline.report.i18n import Catalogue, catalogue
 from pipeline.report.markup import esc, grid_table, page, rows_table
 from pipeline.report.reasons import clause_text, reason_text
-from pipeline.report.sites import site_facts
+from pipeline.report.sites import activity_line, licence_allows, licence_line, site_facts
 from pipeline.report.trend import trend_svg
 
 STATUS_ORDER = ("worsening", "new", "ongoing", "resolved")
 #: order of site states on the index page: worst first
-STATE_ORDER = {"flagged_high": 0, "flagged_medium": 1, "flagged_low": 2, "licence_invalid": 3, "compliant": 4}
+STATE_ORDER = {
+    "flagged_high": 0,
+    "flagged_medium": 1,
+    "flagged_low": 2,
+    "no_extraction_allowed": 3,
+    "compliant": 4,
+}
 
 
 def _flag_rows(flags: list[dict[str, Any]], cat: Catalogue, map_href: str) -> Iterable[list[str]]:
@@ -68,12 +74,14 @@ def render_scorecard(
     lang: str = "en",
     map_href: str = "../map.html",
     history: list[dict[str, Any]] | None = None,
+    span: str = "",
 ) -> str:
     """HTML scorecard of one site.
 
     ``site`` is a row of the sites table and ``flags`` the site's flag rows, as dicts;
     ``points`` is the site's part of :func:`trend`; ``history`` the site's rows of the licence
-    history (:func:`pipeline.state.licence_history.record_licences`), oldest first.
+    history (:func:`pipeline.state.licence_history.record_licences`), oldest first; ``span``
+    the periods the run looked at ("2018–2025Q3"), for "Mining observed: none in ...".
     """
     cat = catalogue(lang)
     sid = site["site_id"]
@@ -102,15 +110,33 @@ def render_scorecard(
             )
     flags_html = "".join(sections) or f"<p>{esc(cat.t('scorecard.no_flags'))}</p>"
     title = cat.t("scorecard.title", site=sid)
+    observed = [str(p) for p, ha in _period_totals(points).items() if ha > 0]
+    lines = (
+        f"<p class='site-licence'>{esc(licence_line(site, cat=cat))}</p>"
+        f"<p class='site-activity'>{esc(activity_line(_ha(points), observed, span=span, cat=cat))}</p>"
+    )
+    chart = trend_svg(points, cat=cat, inside_legal=licence_allows(site))
     body = (
         f"<h1>{esc(title)}</h1><p class='muted'>{esc(aoi_name)} · <a href='{esc(map_href)}'>"
-        f"{esc(cat.t('scorecard.open_map'))}</a></p>"
+        f"{esc(cat.t('scorecard.open_map'))}</a></p>{lines}"
         f"<h2>{esc(cat.t('scorecard.licence_heading'))}</h2>{licence}"
         f"<h3>{esc(cat.t('scorecard.licence_history_heading'))}</h3>{_history_table(site, history, cat)}"
         f"<h2>{esc(cat.t('scorecard.flags_heading'))}</h2>{flags_html}"
-        f"<h2>{esc(cat.t('scorecard.trend_heading'))}</h2>{trend_svg(points, cat=cat)}"
+        + (f"<h2>{esc(cat.t('scorecard.trend_heading'))}</h2>{chart}" if chart else "")
     )
     return page(title=title, body=body, lang=lang)
+
+
+def _period_totals(points: pd.DataFrame) -> pd.Series:
+    """Hectares (inside + outside the title) per period label, in text order."""
+    if points.empty:
+        return pd.Series(dtype=float)
+    total = pd.to_numeric(points["inside_ha"]) + pd.to_numeric(points["outside_ha"])
+    return total.groupby(points["period"].astype(str)).sum().sort_index()
+
+
+def _ha(points: pd.DataFrame) -> float:
+    return float(_period_totals(points).sum())
 
 
 def render_site_index(summary: pd.DataFrame, *, aoi_name: str, lang: str = "en") -> str:

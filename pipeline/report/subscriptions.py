@@ -10,6 +10,11 @@ Configured as ``[[alerts.subscriptions]]`` tables (see :class:`pipeline.core.con
     lang = "pt"
 
     [[alerts.subscriptions]]
+    name = "on-premise"                       # a receiver inside the NGO's own network
+    webhook_url = "http://10.20.0.5:9000/asm"
+    allow_networks = ["10.20.0.0/16"]         # else private addresses are refused
+
+    [[alerts.subscriptions]]
     name = "amapa-watch"
     email = ["alerts@ngo.example"]
     rules = ["activity_without_valid_licence", "unregistered_mining"]
@@ -21,14 +26,28 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from typing import Any
 
 from pipeline.comply.flags import SEVERITY_ORDER
 from pipeline.core.errors import ConfigError
 from pipeline.report.i18n import LANGUAGES
+from pipeline.report.webhook_url import UrlPolicyError, parse_networks, parse_webhook_url
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_KEYS = {"name", "webhook_url", "secret_env", "email", "aois", "rules", "min_severity", "lang", "digest"}
+_KEYS = {
+    "name",
+    "webhook_url",
+    "secret_env",
+    "email",
+    "aois",
+    "rules",
+    "min_severity",
+    "lang",
+    "digest",
+    "allow_networks",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +72,10 @@ class Subscription:
     """Language of e-mails: en, es, pt, fr."""
     digest: bool = False
     """E-mail: one message per AOI and delivery pass listing every alert."""
+    allow_networks: tuple[str, ...] = ()
+    """Networks the webhook may reach although they are not public (``"10.20.0.0/16"``),
+    also over plain http; a cloud metadata address only when named exactly (``/32``). See
+    :mod:`pipeline.report.webhook_url`."""
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -110,20 +133,39 @@ def parse_subscriptions(
         if lang not in LANGUAGES:
             raise ConfigError(f"{where}: lang '{lang}' is not one of {', '.join(LANGUAGES)}.")
         url = str(item.get("webhook_url", ""))
-        if url and not re.match(r"^https?://", url):
-            raise ConfigError(f"{where}: webhook_url must start with https:// (or http:// for a local test).")
+        allow = _strings(item.get("allow_networks", ()), key="allow_networks", where=where)
+        if url:
+            try:
+                parse_webhook_url(url, allow_networks=parse_networks(allow))
+            except UrlPolicyError as exc:
+                raise ConfigError(f"{where} ('{name}'): {exc}") from None
+        emails = _strings(item.get("email", ()), key="email", where=where)
+        for address in emails:
+            _check_address(address, where=f"{where} ('{name}')")
         sub = Subscription(
             name=name,
             webhook_url=url,
             secret_env=str(item.get("secret_env", "ASM_WEBHOOK_SECRET")),
-            email=_strings(item.get("email", ()), key="email", where=where),
+            email=emails,
             aois=_strings(item.get("aois", ()), key="aois", where=where),
             rules=_strings(item.get("rules", ()), key="rules", where=where),
             min_severity=sev,
             lang=lang,
             digest=bool(item.get("digest", False)),
+            allow_networks=allow,
         )
         if not sub.channels:
             raise ConfigError(f"{where} ('{name}') has no channel: set webhook_url and/or email.")
         out.append(sub)
     return out
+
+
+def _check_address(address: str, *, where: str) -> None:
+    """Refuse an e-mail address that is not one plain ``local@domain`` (no display name, no
+    list, no line break that would start a header of its own)."""
+    try:
+        ok = Address(addr_spec=address).addr_spec == address and "@" in address
+    except (HeaderParseError, ValueError, IndexError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{where}: e-mail {address!r} is not one address like 'alerts@ngo.example'.")

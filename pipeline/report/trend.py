@@ -55,10 +55,24 @@ def trend(flags: pd.DataFrame, detections: pd.DataFrame) -> pd.DataFrame:
     return out[cols]
 
 
-def trend_svg(points: pd.DataFrame, *, cat: Catalogue, width: int = 420, height: int = 140) -> str:
-    """Stacked bars per period (inside title green, outside red) as inline SVG."""
+#: bar colours by legality: only mining inside a title that allows extraction is green
+LEGAL_COLOUR, ILLEGAL_INSIDE_COLOUR, OUTSIDE_COLOUR = "#27ae60", "#7b241c", "#c0392b"
+
+
+def trend_svg(
+    points: pd.DataFrame,
+    *,
+    cat: Catalogue,
+    inside_legal: bool = True,
+    width: int = 420,
+    height: int = 140,
+) -> str:
+    """Stacked bars per period as inline SVG: inside the title green when the title allows
+    extraction (``inside_legal``), dark red when it does not; outside the title red."""
     if points.empty:
         return ""
+    fill_in = LEGAL_COLOUR if inside_legal else ILLEGAL_INSIDE_COLOUR
+    label_in = cat.t("scorecard.inside_title" if inside_legal else "scorecard.inside_title_illegal")
     pts = points.sort_values("period")
     top = float(pd.to_numeric(pts["inside_ha"] + pts["outside_ha"]).max()) or 1.0
     n = len(pts)
@@ -75,19 +89,19 @@ def trend_svg(points: pd.DataFrame, *, cat: Catalogue, width: int = 420, height:
         h_out = rec["outside_ha"] / top * (height - 20)
         parts.append(
             f"<rect x='{x:.1f}' y='{height - h_in:.1f}' width='{bw * 0.8:.1f}' height='{h_in:.1f}' "
-            f"fill='#27ae60'><title>{esc(rec['period'])}: {esc(cat.ha(rec['inside_ha']))} ha "
-            f"{esc(cat.t('scorecard.inside_title'))}</title></rect>"
+            f"fill='{fill_in}'><title>{esc(rec['period'])}: {esc(cat.ha(rec['inside_ha']))} ha "
+            f"{esc(label_in)}</title></rect>"
         )
         parts.append(
             f"<rect x='{x:.1f}' y='{height - h_in - h_out:.1f}' width='{bw * 0.8:.1f}' height='{h_out:.1f}' "
-            f"fill='#c0392b'><title>{esc(rec['period'])}: {esc(cat.ha(rec['outside_ha']))} ha "
+            f"fill='{OUTSIDE_COLOUR}'><title>{esc(rec['period'])}: {esc(cat.ha(rec['outside_ha']))} ha "
             f"{esc(cat.t('scorecard.outside_title'))}</title></rect>"
         )
         parts.append(f"<text x='{x:.1f}' y='{height + 14}' font-size='10'>{esc(str(rec['period']))}</text>")
     parts.append(
-        f"<text x='48' y='{height + 28}' font-size='10' fill='#27ae60'>■ "
-        f"{esc(cat.t('scorecard.inside_title'))}</text>"
-        f"<text x='{width / 2:.0f}' y='{height + 28}' font-size='10' fill='#c0392b'>■ "
+        f"<text x='48' y='{height + 28}' font-size='10' fill='{fill_in}'>■ "
+        f"{esc(label_in)}</text>"
+        f"<text x='{width / 2:.0f}' y='{height + 28}' font-size='10' fill='{OUTSIDE_COLOUR}'>■ "
         f"{esc(cat.t('scorecard.outside_title'))}</text></svg>"
     )
     return "".join(parts)

@@ -107,6 +107,7 @@ GeoJson = verbatim(folium.GeoJson)
 CircleMarker = verbatim(folium.CircleMarker)
 LayerControl = verbatim(folium.LayerControl)
 FitBounds = verbatim(folium.FitBounds)
+ImageOverlay = verbatim(folium.raster_layers.ImageOverlay)
 
 
 class Page(Figure):

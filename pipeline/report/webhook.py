@@ -4,6 +4,13 @@ Headers: ``webhook-id`` (stable per alert and subscriber: the receiver's idempot
 a retry after a lost response is recognised), ``webhook-timestamp`` (Unix seconds) and
 ``webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">``. The secret is
 ``whsec_<base64>`` from the environment and is never logged.
+
+Each POST (issue 15): the URL is checked again and its host resolved, every address
+checked, and the connection made to a checked one (:mod:`pipeline.report.webhook_url`);
+redirects are never followed (a 3xx fails the alert, naming the new address); at most
+:data:`~pipeline.report.transport.MAX_RESPONSE_BYTES` of the answer are read; the whole
+exchange is bounded by a deadline; ``Retry-After`` on 429/503 is passed on to the delivery
+pass. URLs in messages and logs have their credentials and tokens redacted.
 """
 
 from __future__ import annotations
@@ -11,30 +18,44 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import logging
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import requests
+from urllib.parse import urljoin
 
 from pipeline.core.config import Secret, secret_from_env
 from pipeline.core.errors import ConfigError
 from pipeline.core.version import __version__
+from pipeline.report.http_post import HttpAnswer, post
 from pipeline.report.i18n import catalogue
 from pipeline.report.reasons import clause_text, reason_text
 from pipeline.report.subscriptions import Subscription
+from pipeline.report.transport import (
+    DELIVERY_DEADLINE_S,
+    MAX_RESPONSE_BYTES,
+    Deadline,
+    DeadlineExceeded,
+    DeliveryError,
+    retry_after_s,
+)
+from pipeline.report.webhook_url import (
+    Network,
+    UrlPolicyError,
+    WebhookUrl,
+    parse_networks,
+    parse_webhook_url,
+    redact_url,
+    resolve,
+    scrub,
+)
+
+__all__ = ["DeliveryError", "WebhookChannel", "body_for", "sign", "webhook_id"]
 
 log = logging.getLogger(__name__)
-
-
-class DeliveryError(Exception):
-    """One attempt failed; ``retryable`` says whether trying again can help."""
-
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 def webhook_id(alert_id: str, subscriber: str) -> str:
@@ -79,13 +100,35 @@ def body_for(alert: Mapping[str, Any], *, lang: str = "en") -> bytes:
 
 
 class WebhookChannel:
-    """POST one alert per request to a subscription's ``webhook_url``."""
+    """POST one alert per request to a subscription's ``webhook_url``.
+
+    Parameters
+    ----------
+    timeout_s
+        Socket timeout of each connect and read (s).
+    deadline_s
+        Longest one POST may take in all (s); default
+        :data:`~pipeline.report.transport.DELIVERY_DEADLINE_S`.
+    max_response_bytes
+        Most answer bytes read; default :data:`~pipeline.report.transport.MAX_RESPONSE_BYTES`.
+    ssl_context
+        Trust store and TLS settings (default: the system's, hostname checked).
+    """
 
     name = "webhook"
 
-    def __init__(self, *, timeout_s: float = 10.0, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 10.0,
+        deadline_s: float | None = None,
+        max_response_bytes: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.timeout_s = timeout_s
-        self.session = session or requests.Session()
+        self.deadline_s = DELIVERY_DEADLINE_S if deadline_s is None else deadline_s
+        self.max_response_bytes = MAX_RESPONSE_BYTES if max_response_bytes is None else max_response_bytes
+        self.ssl_context = ssl_context or ssl.create_default_context()
 
     def send(self, alerts: Sequence[Mapping[str, Any]], *, sub: Subscription) -> None:
         """Deliver ``alerts`` (one request each); raise :class:`DeliveryError` on failure."""
@@ -95,6 +138,11 @@ class WebhookChannel:
                 f"Subscription '{sub.name}' has a webhook but {sub.secret_env} is not set. "
                 f"Export {sub.secret_env}=whsec_<base64 secret shared with the receiver>."
             )
+        try:
+            allow = parse_networks(sub.allow_networks)
+            url = parse_webhook_url(sub.webhook_url, allow_networks=allow)
+        except UrlPolicyError as exc:
+            raise DeliveryError(f"{exc} (subscription '{sub.name}')", retryable=False) from None
         for alert in alerts:
             msg_id = webhook_id(alert["alert_id"], sub.name)
             body = body_for(alert, lang=sub.lang)
@@ -106,12 +154,81 @@ class WebhookChannel:
                 "webhook-timestamp": str(ts),
                 "webhook-signature": sign(msg_id, ts, body, secret=secret),
             }
-            try:
-                resp = self.session.post(sub.webhook_url, data=body, headers=headers, timeout=self.timeout_s)
-            except requests.RequestException as exc:
-                raise DeliveryError(f"POST {sub.webhook_url} failed: {type(exc).__name__}") from None
-            if resp.status_code // 100 != 2:
-                # 408 / 429 / 5xx are transient; other 4xx mean the request itself is refused
-                transient = resp.status_code in (408, 429) or resp.status_code >= 500
-                raise DeliveryError(f"POST {sub.webhook_url} -> HTTP {resp.status_code}", retryable=transient)
-            log.debug("webhook %s -> %s: %s", msg_id, sub.name, resp.status_code)
+            answer = self._post(url, body, headers, sub=sub, allow=allow)
+            _judge(answer, url=url, sub=sub)
+            log.debug(
+                "webhook %s -> %s: HTTP %d in %.2f s, %d bytes of the answer read%s",
+                msg_id,
+                sub.name,
+                answer.status,
+                answer.seconds,
+                answer.body_read,
+                " (the rest left unread)" if answer.truncated else "",
+            )
+
+    def _post(
+        self,
+        url: WebhookUrl,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        sub: Subscription,
+        allow: Sequence[Network],
+    ) -> HttpAnswer:
+        """Resolve and check ``url``'s addresses, then POST within the deadline."""
+        where = f"POST {url.display}"
+        try:
+            addresses = resolve(url, allow_networks=allow)
+        except UrlPolicyError as exc:
+            raise DeliveryError(f"{exc} (subscription '{sub.name}')", retryable=False) from None
+        except OSError as exc:
+            raise DeliveryError(f"{where} failed: cannot resolve {url.host} ({exc}).") from None
+        try:
+            with Deadline(self.deadline_s) as deadline:
+                return post(
+                    url,
+                    addresses,
+                    body,
+                    headers,
+                    timeout_s=self.timeout_s,
+                    deadline=deadline,
+                    max_body=self.max_response_bytes,
+                    context=self.ssl_context,
+                )
+        except DeadlineExceeded as exc:
+            raise DeliveryError(
+                f"{where} failed: {exc} (the receiver is too slow; it is tried again later)."
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise DeliveryError(
+                f"{where} failed: the TLS certificate was not accepted ({exc.verify_message}). Fix the "
+                f"receiver's certificate, then run `asm-monitor alerts --run DIR --retry`.",
+                retryable=False,
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, garbled
+            detail = scrub(str(exc), sub.webhook_url)
+            raise DeliveryError(f"{where} failed: {type(exc).__name__}: {detail}") from None
+
+
+def _judge(answer: HttpAnswer, *, url: WebhookUrl, sub: Subscription) -> None:
+    """Raise :class:`DeliveryError` unless ``answer`` is a 2xx."""
+    code = answer.status
+    if code // 100 == 2:
+        return
+    where = f"POST {url.display} -> HTTP {code}"
+    if code // 100 == 3:
+        target = redact_url(urljoin(sub.webhook_url, answer.location or ""))
+        raise DeliveryError(
+            f"{where} redirect to {target if answer.location else '(no Location)'}: not followed (it "
+            f"would carry the signed alert elsewhere). If the receiver has moved, set webhook_url of "
+            f"subscription '{sub.name}' to its new address, then run `asm-monitor alerts --run DIR --retry`.",
+            retryable=False,
+        )
+    wait = retry_after_s(answer.retry_after) if code in (429, 503) else None
+    # 408 / 429 / 5xx are transient; other 4xx mean the request itself is refused
+    transient = code in (408, 429) or code >= 500
+    raise DeliveryError(
+        where + (f" (Retry-After {wait:g} s)" if wait is not None else ""),
+        retryable=transient,
+        retry_after_s=wait,
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
+from pipeline.comply.figures import figure_table
 from pipeline.comply.impact import ImpactTables
 from pipeline.core.atomic import write_text
 from pipeline.core.config import Settings
@@ -44,9 +45,13 @@ def write_extras(
     """Write scorecards (when there are sites), the impact tables comply computed
     (``impact.csv`` per zone and period with each hectare counted once, ``impact_by_phase.csv``),
     ``licences`` (:func:`pipeline.state.licence_history.record_licences`) into the scorecards,
-    ``flag_summary.csv`` (counts and per-flag hectare sums) and ``out_dir/index.html``."""
+    ``flag_summary.csv`` (comply's :func:`~pipeline.comply.figures.figure_table`: counts and
+    hectares by rule, severity and status, each hectare once, and the run's total) and
+    ``out_dir/index.html``."""
+    figures = figure_table(flags, detections, crs=aoi.equal_area_crs)
+    total = figures[figures["group_by"] == "total"].iloc[0]
     outputs: dict[str, Path] = {
-        "flag_summary.csv": write_impact_csv(flags, detections, target / "flag_summary.csv")
+        "flag_summary.csv": write_impact_csv(flags, detections, target / "flag_summary.csv", figures=figures)
     }
     if impact is not None:
         outputs["impact.csv"] = write_text(target / "impact.csv", csv_text(impact.summary))
@@ -70,7 +75,8 @@ def write_extras(
         "name": aoi.name,
         "designation": aoi.designation,
         "country": aoi.country,
-        "flags": int((flags["rule_id"] != "compliant").sum()) if len(flags) else 0,
+        "flags": int(total["count"]),
+        "flagged_ha": round(float(total["area_ha"]), 2),
         "scorecards": sites is not None and len(sites) > 0,
     }
     write_index(out_dir, lang=settings.lang, current=entry)

@@ -3,17 +3,23 @@
 Tables (other components keep their own tables in the same file, ``Settings.state_path``):
 
 ``comply_flag_state``
-    The state of every flag of an AOI after each period (one row per AOI, period, flag).
-    A run of period P reads the states after the latest period *before* P, so running P
-    again replaces P's rows with the same values: the lifecycle is idempotent.
+    The state of every flag of an AOI after each lifecycle step (one row per AOI, step,
+    flag). Steps are placed by their evidence dates, never by the period's name
+    (:mod:`pipeline.state.flag_steps`): a run reads the states of the latest step whose
+    evidence ends before its own, so running the same evidence again (a rerun, or ``--full``
+    after the nightly runs) replaces its rows with the same values: the lifecycle is
+    idempotent.
 ``comply_suppressions``
-    Analyst suppressions (false positives) and when evidence lifted them.
+    A mirror of the analyst suppressions; the effective ones are replayed from the ledger.
 ``audit_ledger`` / ``audit_ledger_head``
-    Every flag status change and analyst action, append-only. Each row stores the SHA-256
-    of the previous row and its own hash over its content and that previous hash, so
-    editing or deleting any row breaks the chain; the head table holds the last row's hash
-    so that deleting the newest row is caught too. Publish ``head`` (``ledger verify``
-    prints it) somewhere outside the file to anchor the chain against a full rewrite.
+    Every flag status change and analyst action (suppressions included), append-only. Each
+    row stores the SHA-256 of the previous row and its own hash over its content and that
+    previous hash, so editing or deleting any row breaks the chain; the head table holds the
+    last row's hash so that deleting the newest row is caught too.
+``<state file>.ledger-heads``
+    Beside the database, not in it: the head after every write and every AOI run, appended
+    before the write commits (:mod:`pipeline.state.ledger_anchor`), so a ledger re-chained,
+    truncated or wiped inside the file no longer matches. Each run.json repeats its head.
 
 The store lives in :mod:`pipeline.state.flag_store`, the chain in
 :mod:`pipeline.state.audit_ledger`; this module runs a period through them
@@ -32,15 +38,17 @@ from pipeline.core.config import ComplyParams
 from pipeline.core.periods import Period
 from pipeline.core.records import Aoi
 from pipeline.state.audit_ledger import GENESIS, LedgerEntry, LedgerProblem, row_hash
-from pipeline.state.flag_store import StateStore, period_key
+from pipeline.state.flag_steps import StepKey, step_key
+from pipeline.state.flag_store import StateStore
 
 __all__ = [
     "GENESIS",
     "LedgerEntry",
     "LedgerProblem",
     "StateStore",
-    "period_key",
+    "StepKey",
     "row_hash",
+    "step_key",
     "track_flags",
 ]
 
@@ -56,30 +64,36 @@ def track_flags(
     run_id: str,
     state_path: Path,
 ) -> LifecycleResult:
-    """Load the AOI's state before ``period``, advance the lifecycle, save it and append the
-    status changes to the ledger. Returns the flags with their status."""
+    """Load the AOI's state before this run's evidence, advance the lifecycle, save it and
+    append the status changes to the ledger. Returns the flags with their status.
+
+    The step is placed by the evidence dates of ``flags`` (``first_seen`` / ``last_seen``),
+    falling back to the dates of ``period``; never by its name (:func:`step_key`).
+    """
+    step = step_key(period, flags)
     with StateStore(state_path) as store:
         result = advance(
             flags,
-            store.previous_states(aoi.aoi_id, period),
+            store.previous_states(aoi.aoi_id, step),
             aoi_id=aoi.aoi_id,
-            period=period_key(period)[0],
+            period=step.label,
             crs=aoi.equal_area_crs,
             params=params,
             suppressions=store.suppressions(aoi.aoi_id),
         )
         appended = store.save_period(
             aoi.aoi_id,
-            period,
+            step,
             run_id=run_id,
             states=result.states,
             changes=result.changes,
             lifted=result.lifted,
         )
     log.info(
-        "AOI %s period %s: %s; %d ledger rows appended",
+        "AOI %s step %s (evidence to %s): %s; %d ledger rows appended",
         aoi.aoi_id,
-        period_key(period)[0],
+        step.label,
+        step.end,
         status_counts(result.flags),
         appended,
     )

@@ -1,9 +1,12 @@
-"""One run at a time: an advisory file lock beside the state database.
+"""One run at a time: an advisory lock on the folder of the state database.
 
-The lock is an ``fcntl.flock`` on ``<state file>.lock``. The kernel drops it when the
-holding process exits for any reason (``kill -9`` included), so a crashed run never leaves
-a stale lock behind and the next night's run simply takes it. The file's content (pid,
-host, start time, command) is only there to tell the operator who holds it.
+The lock is an ``fcntl.flock`` on the *folder* that holds the state file (and, for runs of
+earlier versions, on ``<state file>.lock`` too). Deleting the lock file cannot release it: a
+lock on the file alone let a second run lock a new file while the first still held the
+deleted one; the folder cannot be removed while the state file is in it. The kernel drops
+the lock when the holding process exits for any reason (``kill -9`` included), so a crashed
+run never leaves a stale lock behind. ``<state file>.lock`` only tells the operator who holds
+it (pid, host, start time, command).
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ def run_lock(path: Path, *, wait_s: float = 0.0) -> Iterator[Path]:
     Parameters
     ----------
     path
-        Lock file; created (with its folder) when missing. It is never deleted: deleting a
-        flock'ed file would let a second run lock a new inode while the first still runs.
+        Lock file; created (with its folder) when missing. Its folder is what is locked, so
+        deleting the file does not let a second run in. One lock per folder: state files
+        kept in the same folder share it.
     wait_s
         Seconds to keep retrying while another process holds the lock (0 = fail at once).
 
@@ -62,8 +66,16 @@ def run_lock(path: Path, *, wait_s: float = 0.0) -> Iterator[Path]:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot open the folder of the run lock {path}: {exc}. Make it readable or set "
+            "state_db (ASM_STATE_DB) to a writable location."
+        ) from exc
+    try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
+        os.close(folder)
         raise ConfigError(
             f"Cannot create the run lock {path}: {exc}. Make its folder writable or set state_db "
             "(ASM_STATE_DB) to a writable location."
@@ -72,7 +84,12 @@ def run_lock(path: Path, *, wait_s: float = 0.0) -> Iterator[Path]:
     try:
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                try:  # a run of an earlier version locks only the file
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    fcntl.flock(folder, fcntl.LOCK_UN)
+                    raise
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
@@ -93,5 +110,6 @@ def run_lock(path: Path, *, wait_s: float = 0.0) -> Iterator[Path]:
         log.debug("run lock %s taken", path)
         yield path
     finally:
-        # closing the descriptor releases the flock (also what the kernel does on kill -9)
+        # closing the descriptors releases the flocks (also what the kernel does on kill -9)
         os.close(fd)
+        os.close(folder)

@@ -42,7 +42,7 @@ TROMBETAS_BBOX = (-56.3735, -1.4798, -56.3515, -1.4588)
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASM_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASM_") or k == "ASM_MODEL_CACHE"}
     env.update(extra)
     return env
 

@@ -52,9 +52,14 @@ def test_dead_scheduler_address_is_config_error_and_recorded(
 
 
 def test_broken_aoi_fails_alone_exit_1(
-    ops_aois: Path, sample_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ops_aois: Path,
+    sample_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # a real AOI file whose scene was deleted: the night's other AOIs must still be done
+    monkeypatch.setenv("ASM_INGEST__ALLOW_ABSOLUTE_PATHS", "true")  # the scene path is absolute
     write_aoi(
         ops_aois,
         "broken",

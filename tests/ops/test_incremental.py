@@ -24,8 +24,9 @@ def _copy_scene(src: Path, dst: Path, *, tag: str) -> Path:
 
 
 def test_incremental_ingests_only_new_scenes(
-    tmp_path: Path, sample_data: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, sample_data: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("ASM_INGEST__ALLOW_ABSOLUTE_PATHS", "true")  # scenes in tmp_path, by absolute path
     scenes = tmp_path / "scenes"
     scenes.mkdir()
     real = sample_data / "imagery" / "trombetas_s2_l2a.tif"

@@ -122,3 +122,78 @@ def start_smtp(box: Mailbox, port: int) -> Any:
     )
     ctl.start()
     return ctl
+
+
+# ---- a small protected reserve with external detections, for whole CLI runs -----------
+
+SITE_LON, SITE_LAT = -51.5, 1.0
+#: metres per degree at the site (spherical; good to a few per mille for test squares)
+_M_PER_DEG = 111_320.0
+
+
+def _square(east_m: float, north_m: float, side_m: float) -> list[list[float]]:
+    """A square ring (lon, lat) of ``side_m`` metres whose south-west corner is ``east_m``,
+    ``north_m`` metres from the reserve's centre."""
+    import math
+
+    kx = _M_PER_DEG * math.cos(math.radians(SITE_LAT))
+    x0, y0 = SITE_LON + east_m / kx, SITE_LAT + north_m / _M_PER_DEG
+    x1, y1 = x0 + side_m / kx, y0 + side_m / _M_PER_DEG
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+
+
+def write_detections(data: Path, period: str, squares: list[tuple[float, float, float]]) -> Path:
+    """``detections/rel/mine_<period>.geojson`` (native format) with one mining polygon per
+    ``(east_m, north_m, side_m)`` square, all dated ``period``."""
+    import json
+
+    folder = data / "detections" / "rel"
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"period": period},
+                "geometry": {"type": "Polygon", "coordinates": [_square(*sq)]},
+            }
+            for sq in squares
+        ],
+    }
+    path = folder / f"mine_{period}.geojson"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def write_reserve(folder: Path, aoi_id: str = "rel-reserve") -> Path:
+    """A 4 x 4 km protected reserve AOI whose only input is ``detections/rel/mine_*.geojson``."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ring = _square(-2000, -2000, 4000)
+    doc = {
+        "type": "Feature",
+        "properties": {
+            "aoi_id": aoi_id,
+            "name": "Reliability reserve",
+            "designation": "biological reserve",
+            "country": "Brazil",
+            "wdpa_id": None,
+            "protected": True,
+            "inputs": {"detections": {"path": "detections/rel/mine_*.geojson", "format": "native"}},
+        },
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    }
+    path = folder / f"{aoi_id}.geojson"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def reserve_site(root: Path, *, period: str = "2024", aoi_id: str = "rel-reserve") -> list[str]:
+    """The reserve with its 2024 detections under ``root`` (``aoi/``, ``data/``); returns the
+    ``asm-monitor`` arguments that run it for ``period`` into ``root/out``."""
+    write_reserve(root / "aoi", aoi_id)
+    write_detections(root / "data", "2024", [(0, 0, 300), (-1500, 500, 200)])
+    return ["--sample-data", str(root / "data"), "--aoi-dir", str(root / "aoi"), "run", "--aoi", aoi_id,
+            "--period", period, "--out", str(root / "out"), "--scheduler", "synchronous",
+            "--no-progress"]  # fmt: skip

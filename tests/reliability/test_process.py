@@ -27,24 +27,38 @@ from pipeline.state.models import save_model
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _visible(folder: Path) -> list[Path]:
+    """The files a user or a web server sees: ``OUT/<aoi>/...`` through its link to the
+    current version (and ``alerts`` through its link to the outbox), not the hidden
+    ``OUT/.<aoi>`` folders that hold the versions."""
+    found = []
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        if Path(top) == folder:
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(top) / name for name in files]
+    return sorted(found)
+
+
 def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in _visible(folder)}
 
 
 def _whole(folder: Path) -> None:
-    """Every output parses: no file is cut short, no temp file is left."""
-    names = [p.name for p in folder.rglob("*")]
+    """Every output parses: no file is cut short, no temp file is left (in the hidden
+    version folders either)."""
+    names = [p.name for p in _visible(folder)]
     assert not [n for n in names if n.endswith(".tmp") or n.startswith(".")], names
-    for p in folder.rglob("*.parquet"):
-        gpd.read_parquet(p)
-    for p in folder.rglob("*.geojson"):
-        json.loads(p.read_text())
-    for p in folder.rglob("*.json"):
-        json.loads(p.read_text())
-    for p in folder.rglob("*.csv"):
-        pd.read_csv(p)
-    for p in folder.rglob("*.html"):
-        assert p.read_text().rstrip().endswith("</html>"), p
+    hidden = [p.name for p in folder.rglob("*") if p.name.endswith(".tmp")]
+    assert not hidden, hidden
+    for p in _visible(folder):
+        if p.suffix == ".parquet":
+            gpd.read_parquet(p)
+        elif p.suffix in (".geojson", ".json"):
+            json.loads(p.read_text())
+        elif p.suffix == ".csv":
+            pd.read_csv(p)
+        elif p.suffix == ".html":
+            assert p.read_text().rstrip().endswith("</html>"), p
 
 
 @dataclass
@@ -112,6 +126,10 @@ def test_disk_full_keeps_the_previous_outputs_as_a_consistent_set(disk_full: Dis
     # ... while every AOI output is still the previous run's, as one consistent set
     assert now == before
     assert not [p for p in disk_full.out.iterdir() if ".staging-" in p.name or ".old-" in p.name]
+    # the failed run's version folder is gone: only the outbox and the version shown are left
+    home = disk_full.out / ".amapa-gold"
+    shown = os.readlink(disk_full.out / "amapa-gold").split("/")[-1]
+    assert sorted(p.name for p in home.iterdir()) == sorted(["alerts", shown])
 
 
 def test_after_freeing_space_the_same_command_completes(disk_full: DiskFull) -> None:

@@ -79,7 +79,8 @@ def test_flag_popup_shows_forest_before_and_bare_ground_after(tmp_path: Path) ->
         geometry=geom.to_crs(4326).iloc[0], inputs={"scenes": scenes},
     )  # fmt: skip
     settings = Settings(sample_data=tmp_path, out_dir=tmp_path / "out").with_overrides(
-        {"run": {"scheduler": "threads"}, "detect": {"change_confirm_after": 0}}
+        # five-band synthetic scenes: the index-rules path (the gold detector also reads B12)
+        {"run": {"scheduler": "threads"}, "detect": {"change_confirm_after": 0, "detector": "index-rules"}}
     )
     result = run_aoi(aoi, settings=settings, period=None, out_dir=tmp_path / "out")
     flags = gpd.read_parquet(tmp_path / "out" / "reserve" / "flags.parquet")

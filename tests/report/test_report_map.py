@@ -75,15 +75,15 @@ def test_each_flag_has_a_marker_anchor_and_translated_labels(aoi_frame, detectio
 
 def test_site_legend_only_when_the_aoi_has_a_registry(aoi_frame, detections, flags, sites) -> None:  # type: ignore[no-untyped-def]
     with_sites = _render(aoi_frame, detections, flags, sites, lang="pt")
-    assert "<b>Processos</b>" in with_sites and "O título não permite extração" in with_sites
+    assert "<b>Processos</b>" in with_sites and "Nenhuma mineração observada" in with_sites
     without = render_map(aoi=aoi_frame, detections=detections, flags=flags, sites=None, title="T", lang="pt")
-    assert "<b>Processos</b>" not in without and "O título não permite extração" not in without
+    assert "<b>Processos</b>" not in without and "Nenhuma mineração observada" not in without
     assert "<b>Alertas por gravidade</b>" in without
 
 
 def test_site_states_follow_worst_flag_then_licence(flags, sites) -> None:  # type: ignore[no-untyped-def]
     # 100/2001: awvl high + clearing medium -> high; 200/2002: only compliant; 300/2003: expired
-    assert site_states(sites, flags) == ["flagged_high", "compliant", "licence_invalid"]
+    assert site_states(sites, flags) == ["flagged_high", "compliant", "no_extraction_allowed"]
 
 
 def test_index_lists_every_aoi_escaped(tmp_path: Path) -> None:

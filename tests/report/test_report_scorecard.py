@@ -58,7 +58,7 @@ def test_scorecards_html_and_csv(
     summary = pd.read_csv(out["sites.csv"]).set_index("site_id")
     assert summary.loc["100/2001", "state"] == "flagged_high"
     assert summary.loc["100/2001", "ha_outside_title"] == pytest.approx(3.0)
-    assert summary.loc["300/2003", "state"] == "licence_invalid"
+    assert summary.loc["300/2003", "state"] == "no_extraction_allowed"
     assert (tmp_path / "index.html").read_text().count("<tr>") == len(sites) + 1
 
 
