@@ -21,6 +21,7 @@ from pipeline.core.periods import Period, parse_period
 from pipeline.core.records import Aoi
 from pipeline.detect.scene import scene_products as _products
 from pipeline.ingest.paths import sample_data_dir
+from pipeline.ingest.scene_places import group_places
 from pipeline.ingest.scenes import SceneSpec
 from pipeline.ingest.training import sensor_bands
 from pipeline.ops.imagery import open_cube
@@ -140,5 +141,6 @@ def detect_aoi(
     scenes = [SceneSpec.from_mapping(x, root=root) for x in aoi.inputs.get("scenes", [])]
     if not scenes:
         raise NoDataError(f"AOI '{aoi.aoi_id}' lists no scenes; use impact() for detection-only AOIs.")
-    frame, evidence = imagery_detections(aoi, scenes, settings=s, period=as_period(period))
+    places = group_places(scenes, within=aoi.geometry)
+    frame, evidence = imagery_detections(aoi, scenes, places=places, settings=s, period=as_period(period))
     return Detections(frame=frame, evidence=evidence)

@@ -28,6 +28,7 @@ from pipeline.core.periods import Period
 from pipeline.core.records import DETECTION_COLUMNS, WGS84, Aoi, AoiResult, empty_detections
 from pipeline.core.version import __version__
 from pipeline.ingest.paths import sample_data_dir
+from pipeline.ingest.scene_places import Place, group_places
 from pipeline.ingest.scenes import SceneSpec
 from pipeline.ingest.sources import scene_specs
 from pipeline.ingest.vectors import format_spec, read_external_detections, read_registry
@@ -106,7 +107,9 @@ def run_aoi(
     inputs = inputs if inputs is not None else input_fingerprints(aoi, root=root)
     result.run_id = run_id or make_run_id(aoi, period, inputs, settings)
     scenes = scene_specs(aoi, settings=settings, period=period)
-    made = _detections(aoi, scenes=scenes, root=root, settings=settings, period=period)
+    # where the imagery lies, read once for detection, chips and the map's image layers
+    places = group_places(scenes, within=aoi.geometry) if scenes else []
+    made = _detections(aoi, scenes=scenes, places=places, root=root, settings=settings, period=period)
     result.timings_s["detect"] = round(time.perf_counter() - t0, 3)
 
     t1 = time.perf_counter()
@@ -118,8 +121,8 @@ def run_aoi(
     t2 = time.perf_counter()
     made = replace(
         made,
-        chips=flag_chips(aoi, made.flags, settings=settings, period=period, scenes=scenes),
-        images=place_images(aoi, scenes=scenes, settings=settings, period=period) if scenes else [],
+        chips=flag_chips(aoi, made.flags, settings=settings, period=period, places=places),
+        images=place_images(aoi, places=places, settings=settings, period=period),
     )
     target = out_dir / aoi.aoi_id
     stage = staging_dir(out_dir, aoi.aoi_id, result.run_id)
@@ -149,7 +152,13 @@ def run_aoi(
 
 
 def _detections(
-    aoi: Aoi, *, scenes: list[SceneSpec], root: Path, settings: Settings, period: Period | None
+    aoi: Aoi,
+    *,
+    scenes: list[SceneSpec],
+    places: list[Place],
+    root: Path,
+    settings: Settings,
+    period: Period | None,
 ) -> AoiProducts:
     """Every detection of the AOI: our imagery detector on its scenes and the external
     detections it names, with the attributions their sources require."""
@@ -157,7 +166,7 @@ def _detections(
     frames = [empty_detections()]
     attribution: list[str] = []
     if scenes:
-        found, evidence = imagery_detections(aoi, scenes, settings=settings, period=period)
+        found, evidence = imagery_detections(aoi, scenes, places=places, settings=settings, period=period)
         frames.append(found)
         attribution.append("Contains modified Copernicus Sentinel-2 data")
     if aoi.inputs.get("detections"):

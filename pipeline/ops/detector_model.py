@@ -11,17 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.config import Settings
-from pipeline.core.errors import DataNotFoundError
+from pipeline.core.errors import ConfigError, DataNotFoundError
+from pipeline.core.records import Aoi
 from pipeline.core.version import __version__
 from pipeline.detect.mining_change import MiningDetector
 from pipeline.detect.mining_fit import ESTIMATOR_PARAMS, FEATURES, NOISE_WEIGHT
 from pipeline.ingest.paths import sample_data_dir
 from pipeline.ingest.site_patches import INDEX_FILE, fingerprint_sites
+from pipeline.ingest.sources import source_of
 from pipeline.ops.site_evaluation import SiteData, train
 from pipeline.state.mining_models import (
     MINING_FORMAT,
@@ -86,6 +89,23 @@ def resolve_mining_model(settings: Settings) -> Settings:
         log.info("training the default gold-mining detector into %s (once)", path)
         train_and_save(default_training_folder(settings), path, dataset="gold_mining_patches")
     return settings.with_overrides({"detect": {"mining_model_path": str(path)}})
+
+
+def has_imagery(aoi: Aoi, *, settings: Settings) -> bool:
+    """True when the AOI reads imagery: listed scenes or a remote scene source."""
+    try:
+        remote = source_of(aoi, settings=settings) != "local"
+    except ConfigError:  # a bad source is that AOI's failure, reported when it runs
+        remote = False
+    return bool(aoi.inputs.get("scenes")) or remote
+
+
+def resolve_for_aois(aois: Sequence[Aoi], *, settings: Settings) -> Settings:
+    """:func:`resolve_mining_model` when any of ``aois`` reads imagery, else ``settings``
+    (a night of external detections only needs no model)."""
+    return (
+        resolve_mining_model(settings) if any(has_imagery(a, settings=settings) for a in aois) else settings
+    )
 
 
 def mining_detector(settings: Settings) -> tuple[MiningDetector, str]:

@@ -28,7 +28,7 @@ from pipeline.detect.clouds import scl_cloud, usable, valid_fraction, valid_mask
 from pipeline.detect.detections import check_sensor, scene_detection_rows
 from pipeline.detect.scene_blocks import assemble_scene, scene_pieces
 from pipeline.ingest.paths import sample_data_dir
-from pipeline.ingest.scene_places import group_places
+from pipeline.ingest.scene_places import Place
 from pipeline.ingest.scenes import MASK_BANDS, LocalFolderSource, SceneSpec, aoi_footprint
 from pipeline.ingest.training import sensor_bands
 from pipeline.report.chips import chip_data_uri, pair_scale
@@ -125,45 +125,57 @@ def flag_chips(
     *,
     settings: Settings,
     period: Period | None,
-    scenes: Sequence[SceneSpec],
+    places: Sequence[Place],
 ) -> dict[str, list[tuple[str, str, str]]]:
     """Before/after RGB chips (first and last scene of the period) for the largest flags of
     an imagery AOI, as PNG data URIs; empty when the AOI has no imagery or no flag. Each
     flag's chips come from the place (scenes of one footprint) it lies in, so only those
     scenes are read."""
     real = reportable_flags(flags)
-    if real.empty or not scenes:
+    if real.empty or not places:
         return {}
     real = real.sort_values("area_ha", ascending=False).head(CHIP_FLAGS_MAX)
     picks: dict[str, tuple[Any, Any]] = {}
     dates: dict[str, tuple[str, str, bool]] = {}
-    for place in group_places(scenes, within=aoi.geometry):
+    for place in places:
         inside = real[real.to_crs(WGS84).intersects(place.footprint)]
         inside = inside[~inside["flag_id"].isin(list(picks))]
-        if inside.empty:
+        loaded = None if inside.empty else _place_rgb(aoi, place, settings=settings, period=period)
+        if loaded is None:
             continue
-        sub = replace(aoi, geometry=place.footprint)
-        try:
-            cube = LocalFolderSource(place.scenes).load(
-                sub, period, bands=RGB, chunks=settings.detect.chunk_px
-            )
-        except NoDataError:
-            continue
+        cube, days = loaded
         last = cube.sizes["time"] - 1
-        days = [str(pd.Timestamp(t).date()) if not pd.isna(t) else "" for t in cube["time"].values]
         for fid, w in flag_windows(cube, inside).items():
             picks[fid] = (w.isel(time=0).data, w.isel(time=last).data)
             dates[fid] = (days[0], days[last], last > 0)
     # small windows only: one compute for every chip of the AOI
     (arrays,) = dask.compute(picks)
     out: dict[str, list[tuple[str, str, str]]] = {}
-    for fid, (before, after) in arrays.items():
-        scale = pair_scale(before, after)
+    for fid, pair in arrays.items():
         first, latest, two = dates[fid]
-        after_chip = ("after", latest, chip_data_uri(np.asarray(after), scale=scale))
-        before_chip = ("before", first, chip_data_uri(np.asarray(before), scale=scale))
-        out[fid] = [before_chip, after_chip] if two else [after_chip]
+        before_uri, after_uri = _png_pair(*pair)
+        after_chip = ("after", latest, after_uri)
+        out[fid] = [("before", first, before_uri), after_chip] if two else [after_chip]
     return out
+
+
+def _place_rgb(
+    aoi: Aoi, place: Place, *, settings: Settings, period: Period | None
+) -> tuple[xr.Dataset, list[str]] | None:
+    """The lazy red/green/blue cube of one place's scenes in the period and each step's
+    date (``""`` when undated); None when none of its scenes falls in the period."""
+    sub = replace(aoi, geometry=place.footprint)
+    try:
+        cube = LocalFolderSource(place.scenes).load(sub, period, bands=RGB, chunks=settings.detect.chunk_px)
+    except NoDataError:
+        return None
+    return cube, [str(pd.Timestamp(t).date()) if not pd.isna(t) else "" for t in cube["time"].values]
+
+
+def _png_pair(before: np.ndarray, after: np.ndarray) -> tuple[str, str]:
+    """PNG data URIs of a before/after pair with one stretch, so a change of colour is real."""
+    scale = pair_scale(before, after)
+    return chip_data_uri(np.asarray(before), scale=scale), chip_data_uri(np.asarray(after), scale=scale)
 
 
 def open_cube(aoi: Aoi, *, settings: Settings, period: Period | None = None) -> xr.Dataset:
@@ -182,47 +194,29 @@ IMAGE_MAX_PX = 1024
 
 
 def place_images(
-    aoi: Aoi, *, scenes: Sequence[SceneSpec], settings: Settings, period: Period | None
+    aoi: Aoi, *, places: Sequence[Place], settings: Settings, period: Period | None
 ) -> list[SceneImage]:
     """True-colour PNGs of each place with imagery at its first and last date (one
-    stretch per place, so a change of colour is real), for the map's imagery layers."""
+    stretch per place), for the map's imagery layers."""
     todo = []
-    for place in group_places(scenes, within=aoi.geometry)[:IMAGE_PLACES_MAX]:
-        sub = replace(aoi, geometry=place.footprint)
-        try:
-            cube = LocalFolderSource(place.scenes).load(
-                sub, period, bands=RGB, chunks=settings.detect.chunk_px
-            )
-        except NoDataError:
+    for place in places[:IMAGE_PLACES_MAX]:
+        loaded = _place_rgb(aoi, place, settings=settings, period=period)
+        if loaded is None:
             continue
+        cube, days = loaded
         rgb = xr.concat([cube[b] for b in RGB], dim="band").transpose("time", "y", "x", "band")
         step = max(1, -(-max(rgb.sizes["y"], rgb.sizes["x"]) // IMAGE_MAX_PX))
         rgb = rgb.isel(y=slice(None, None, step), x=slice(None, None, step))
-        days = [str(pd.Timestamp(t).date()) if not pd.isna(t) else "" for t in cube["time"].values]
         last = cube.sizes["time"] - 1
         west, south, east, north = place.footprint.bounds
-        todo.append((rgb.isel(time=0).data, rgb.isel(time=last).data, days[0], days[last], last > 0,
-                     (south, west, north, east)))  # fmt: skip
+        dated = (days[0], days[last], last > 0, (south, west, north, east))
+        todo.append(((rgb.isel(time=0).data, rgb.isel(time=last).data), dated))
     # one compute for every place's two small images
-    (arrays,) = dask.compute([(b, a) for b, a, *_ in todo])
+    (arrays,) = dask.compute([pair for pair, _ in todo])
     out = []
-    for (before, after), (_, _, first, latest, two, bounds) in zip(arrays, todo, strict=True):
-        scale = pair_scale(before, after)
+    for pair, (_, (first, latest, two, bounds)) in zip(arrays, todo, strict=True):
+        before_uri, after_uri = _png_pair(*pair)
         if two:
-            out.append(
-                SceneImage(
-                    kind="before",
-                    date=first,
-                    data_uri=chip_data_uri(np.asarray(before), scale=scale),
-                    bounds=bounds,
-                )
-            )
-        out.append(
-            SceneImage(
-                kind="after",
-                date=latest,
-                data_uri=chip_data_uri(np.asarray(after), scale=scale),
-                bounds=bounds,
-            )
-        )
+            out.append(SceneImage(kind="before", date=first, data_uri=before_uri, bounds=bounds))
+        out.append(SceneImage(kind="after", date=latest, data_uri=after_uri, bounds=bounds))
     return out

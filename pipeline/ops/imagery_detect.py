@@ -10,13 +10,12 @@ from typing import Any
 
 import geopandas as gpd
 import pandas as pd
-from shapely.geometry.base import BaseGeometry
 
 from pipeline.core.config import Settings
 from pipeline.core.errors import ConfigError, NoDataError
 from pipeline.core.periods import Period
 from pipeline.core.records import KIND_TURBIDITY, WGS84, Aoi, empty_detections
-from pipeline.ingest.scene_places import group_places, scene_footprint
+from pipeline.ingest.scene_places import Place, scene_footprint
 from pipeline.ingest.scene_spec import SceneSpec
 from pipeline.ops.detector_model import mining_detector
 from pipeline.ops.imagery import detect_from_scenes
@@ -26,9 +25,15 @@ DETECTORS = ("gold-change", "index-rules")
 
 
 def imagery_detections(
-    aoi: Aoi, scenes: Sequence[SceneSpec], *, settings: Settings, period: Period | None
+    aoi: Aoi,
+    scenes: Sequence[SceneSpec],
+    *,
+    places: Sequence[Place],
+    settings: Settings,
+    period: Period | None,
 ) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
-    """Detection rows and evidence of the AOI's scenes (see the module docstring).
+    """Detection rows and evidence of the AOI's scenes (see the module docstring);
+    ``places`` are those scenes grouped by footprint (:func:`group_places`).
 
     Raises
     ------
@@ -41,9 +46,9 @@ def imagery_detections(
     if kind != "gold-change":
         raise ConfigError(f"detect.detector = {kind!r} is not one of {list(DETECTORS)}.")
     detector, sha = mining_detector(settings)
-    mining, evidence = mining_detections(aoi, scenes, settings=settings, period=period, detector=detector)
+    mining, evidence = mining_detections(aoi, places, settings=settings, period=period, detector=detector)
     frames, water, pixels = [mining], [], []
-    for scene in _latest_scenes(scenes, within=aoi.geometry):
+    for scene in _latest_scenes(places):
         # turbid water is a state of the latest view: one scene at a time on its own ground
         sub = replace(aoi, geometry=scene_footprint(scene).intersection(aoi.geometry))
         try:
@@ -70,10 +75,10 @@ def imagery_detections(
     return rows, evidence
 
 
-def _latest_scenes(scenes: Sequence[SceneSpec], *, within: BaseGeometry) -> list[SceneSpec]:
+def _latest_scenes(places: Sequence[Place]) -> list[SceneSpec]:
     """Per place, the scenes of its latest date (all of a place's scenes when undated)."""
     out: list[SceneSpec] = []
-    for place in group_places(scenes, within=within):
+    for place in places:
         days = [s.datetime for s in place.scenes if s.datetime is not None]
         last = max(days) if days else None
         out += [s for s in place.scenes if s.datetime == last]

@@ -27,7 +27,7 @@ from pipeline.core.records import CONFIRMED, PROBABLE, WGS84, Aoi, empty_detecti
 from pipeline.detect.detections import mining_rows
 from pipeline.detect.indices import ndvi
 from pipeline.detect.mining_change import MiningDetector, mining_change
-from pipeline.ingest.scene_places import Place, group_places
+from pipeline.ingest.scene_places import Place
 from pipeline.ingest.scene_spec import SceneSpec
 from pipeline.ingest.training import sensor_bands
 from pipeline.ops.imagery import clear_observations
@@ -96,7 +96,7 @@ class _Pending:
 
 def mining_detections(
     aoi: Aoi,
-    scenes: Sequence[SceneSpec],
+    places: Sequence[Place],
     *,
     settings: Settings,
     period: Period | None,
@@ -106,7 +106,6 @@ def mining_detections(
     the evidence: places scored, single-date places, skipped places and why."""
     pending: list[_Pending] = []
     single, skipped = 0, []
-    places = group_places(scenes, within=aoi.geometry)
     for place in places:
         views = split_views(place.scenes, period=period)
         if views is None:

@@ -37,7 +37,7 @@ from pipeline.ingest.aoi import AoiLoadFailure
 from pipeline.ingest.paths import sample_data_dir
 from pipeline.ops.aoi_run import make_run_id, run_aoi
 from pipeline.ops.cluster import PeakMemory, check_worker_paths, dask_client
-from pipeline.ops.detector_model import resolve_mining_model
+from pipeline.ops.detector_model import resolve_for_aois
 from pipeline.ops.incremental import input_files, input_fingerprints, plan_aoi
 from pipeline.ops.load_failures import record_load_failures
 from pipeline.ops.night_delivery import deliver_pending, without_delivery
@@ -115,8 +115,7 @@ def run(
         Another run holds the lock (exit code 3).
     """
     root, show = sample_data_dir(settings.sample_data), sys.stderr.isatty() if progress is None else progress
-    if any(_has_imagery(a, settings) for a in aois):  # the model is part of their run ids
-        settings = resolve_mining_model(settings)
+    settings = resolve_for_aois(aois, settings=settings)  # the model is part of their run ids
     with run_lock(lock_path_for(settings.state_path), wait_s=settings.run.lock_wait_s):
         ledger = _open_ledger(settings.state_path)
         run_id, results = _start(
@@ -162,11 +161,6 @@ def _open_ledger(state_path: Path) -> RunLedger:
     before anything is run, sent or written."""
     check_state(state_path)
     return RunLedger(state_path)
-
-
-def _has_imagery(aoi: Aoi, settings: Settings) -> bool:
-    source = aoi.inputs.get("source") or settings.ingest.source
-    return bool(aoi.inputs.get("scenes")) or source != "local"
 
 
 def _pause_for_tests() -> None:
