@@ -36,8 +36,9 @@ from pipeline.ops.imagery import flag_chips, place_images
 from pipeline.ops.imagery_detect import imagery_detections
 from pipeline.ops.incremental import input_fingerprints
 from pipeline.ops.outputs import AoiProducts, staging_dir, swap_into_place, write_outputs
-from pipeline.report.writer import deliver_after_run
-from pipeline.state.audit import track_flags
+from pipeline.report.alerts import alert_payloads
+from pipeline.report.writer import deliver_after_run, map_link
+from pipeline.state.audit import advance_flags, save_flags
 from pipeline.state.licence_history import record_licences
 from pipeline.state.runledger import model_hash
 
@@ -212,13 +213,23 @@ def _comply(
         else None
     )
     flags = evaluate(made.detections, aoi=aoi, sites=sites, params=settings.comply, run_id=run_id)
-    # the state before this period gives each flag its status (a rerun gives the same one)
-    flags = track_flags(
-        flags, aoi=aoi, period=period, params=settings.comply, run_id=run_id, state_path=state_path
-    ).flags
+    # the state before this period gives each flag its status (a rerun gives the same one);
+    # the alerts those statuses create are committed with them (a transactional outbox)
+    step, lifecycle = advance_flags(
+        flags, aoi=aoi, period=period, params=settings.comply, state_path=state_path
+    )
+    flags = lifecycle.flags
+    alerts = alert_payloads(
+        flags,
+        map_link=map_link(aoi.aoi_id, base_url=settings.alerts.base_url),
+        min_severity=settings.alerts.min_severity,
+        aoi_name=aoi.name,
+    )
+    save_flags(step, lifecycle, aoi=aoi, run_id=run_id, state_path=state_path, alerts=alerts)
     return replace(
         made,
         flags=flags,
+        alerts=alerts,
         sites=sites,
         licences=licences,
         impact=impact_tables(made.detections, aoi=aoi, sites=sites),

@@ -17,10 +17,14 @@ import dataclasses
 import logging
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from pipeline.core.config import Settings
 from pipeline.core.errors import PipelineError
+from pipeline.ops.output_swap import outbox_dir
+from pipeline.report.alerts import write_outbox
 from pipeline.report.delivery import DeliveryReport, deliver
+from pipeline.state.alert_outbox import queued_alerts
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,17 @@ def outboxes(out_dir: Path) -> list[Path]:
     return sorted(found.values())
 
 
+def written_out(out_dir: Path, *, settings: Settings) -> int:
+    """Write every alert the state database queued into its AOI's outbox file folder when a
+    file is missing (a run killed between its commit and its outputs, then never rerun);
+    returns how many files were written."""
+    state_path = dataclasses.replace(settings, out_dir=out_dir).state_path
+    by_aoi: dict[str, list[dict[str, Any]]] = {}
+    for alert in queued_alerts(state_path):
+        by_aoi.setdefault(str(alert["aoi_id"]), []).append(alert)
+    return sum(len(write_outbox(alerts, outbox_dir(out_dir, aoi_id))) for aoi_id, alerts in by_aoi.items())
+
+
 def deliver_pending(out_dir: Path, *, settings: Settings) -> DeliveryReport | None:
     """Deliver the pending alerts of every outbox under ``out_dir`` when subscriptions exist
     and ``deliver_on_run`` is set; returns the summed report (None: delivery is off). One
@@ -53,6 +68,7 @@ def deliver_pending(out_dir: Path, *, settings: Settings) -> DeliveryReport | No
     if not settings.alerts.subscriptions or not settings.alerts.deliver_on_run:
         return None
     total = DeliveryReport()
+    written_out(out_dir, settings=settings)
     for outbox in outboxes(out_dir):
         try:
             report = deliver(outbox, settings=settings)

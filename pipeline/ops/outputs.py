@@ -24,11 +24,12 @@ from pipeline.core.periods import Period
 from pipeline.core.records import CONFIRMED, KIND_MINING, PROBABLE, Aoi, AoiResult
 from pipeline.core.version import __version__
 from pipeline.ops.output_swap import outbox_dir, staging_dir, swap_into_place
-from pipeline.report.alerts import alert_payloads, write_outbox
+from pipeline.report.alerts import write_outbox
 from pipeline.report.exports import write_csv, write_geojson, write_geoparquet
 from pipeline.report.map import SceneImage, write_map
 from pipeline.report.scorecard import scorecard_links
-from pipeline.report.writer import map_link, write_extras
+from pipeline.report.writer import write_extras
+from pipeline.state.alert_outbox import queued_alerts
 from pipeline.state.ledger_anchor import heads_path, last_head
 
 __all__ = ["AoiProducts", "staging_dir", "swap_into_place", "write_outputs"]
@@ -45,6 +46,8 @@ class AoiProducts:
     attribution: list[str] = field(default_factory=list)
     """Attribution lines the sources require on every map."""
     flags: gpd.GeoDataFrame | None = None
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    """The alerts this run's flag states created (already queued in the state database)."""
     sites: gpd.GeoDataFrame | None = None
     licences: pd.DataFrame | None = None
     impact: ImpactTables | None = None
@@ -108,20 +111,17 @@ def write_outputs(
             licences=made.licences,
         )
     )
-    payloads = alert_payloads(
-        made.flag_table,
-        map_link=map_link(aoi.aoi_id, base_url=settings.alerts.base_url),
-        min_severity=settings.alerts.min_severity,
-        aoi_name=aoi.name,
-    )
-    write_outbox(payloads, outbox_dir(target.parent, target.name))
+    # every alert the state database holds for the AOI: this run's, and any a crashed run
+    # committed but never wrote out (the database is the outbox's source of truth)
+    state_path = replace(settings, out_dir=out_dir).state_path
+    write_outbox(queued_alerts(state_path, aoi_id=aoi.aoi_id), outbox_dir(target.parent, target.name))
     result.timings_s["report"] = round(time.perf_counter() - t_report, 3)
-    _count(result, made, aoi=aoi, alerts=len(payloads))
+    _count(result, made, aoi=aoi, alerts=len(made.alerts))
     result.outputs = {k: str(v) for k, v in outputs.items()}
     summary = _summary(result, made, aoi=aoi, period=period, inputs=inputs, started=started, stage=stage)
     # the audit ledger's head after this run, as anchored beside the state file: a later
     # rewrite of the ledger no longer matches what the published run.json says
-    summary["ledger_head"] = _ledger_head(replace(settings, out_dir=out_dir).state_path)
+    summary["ledger_head"] = _ledger_head(state_path)
     write_text(stage / "run.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
     result.outputs["run.json"] = str(stage / "run.json")
     return result

@@ -82,7 +82,8 @@ def write_outbox(payloads: list[dict[str, Any]], outbox: Path) -> list[Path]:
         target = outbox / f"{payload['alert_id']}.json"
         if target.exists():
             continue
-        doc = {**payload, "created": datetime.now(UTC).isoformat(timespec="seconds")}
+        created = payload.get("created") or datetime.now(UTC).isoformat(timespec="seconds")
+        doc = {**payload, "created": created}
         write_text(target, json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
         written.append(target)
     log.info(

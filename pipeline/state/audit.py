@@ -23,13 +23,16 @@ Tables (other components keep their own tables in the same file, ``Settings.stat
 
 The store lives in :mod:`pipeline.state.flag_store`, the chain in
 :mod:`pipeline.state.audit_ledger`; this module runs a period through them
-(:func:`track_flags`) and is where callers import both from.
+(:func:`advance_flags`, then :func:`save_flags` with the alerts the new states create) and
+is where callers import both from.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 
@@ -47,7 +50,9 @@ __all__ = [
     "LedgerProblem",
     "StateStore",
     "StepKey",
+    "advance_flags",
     "row_hash",
+    "save_flags",
     "step_key",
     "track_flags",
 ]
@@ -65,7 +70,22 @@ def track_flags(
     state_path: Path,
 ) -> LifecycleResult:
     """Load the AOI's state before this run's evidence, advance the lifecycle, save it and
-    append the status changes to the ledger. Returns the flags with their status.
+    append the status changes to the ledger (:func:`advance_flags` then :func:`save_flags`,
+    with no alerts to queue). Returns the flags with their status."""
+    step, result = advance_flags(flags, aoi=aoi, period=period, params=params, state_path=state_path)
+    save_flags(step, result, aoi=aoi, run_id=run_id, state_path=state_path)
+    return result
+
+
+def advance_flags(
+    flags: gpd.GeoDataFrame,
+    *,
+    aoi: Aoi,
+    period: Period | None,
+    params: ComplyParams,
+    state_path: Path,
+) -> tuple[StepKey, LifecycleResult]:
+    """Each flag's status against the AOI's state before this run's evidence; nothing saved.
 
     The step is placed by the evidence dates of ``flags`` (``first_seen`` / ``last_seen``),
     falling back to the dates of ``period``; never by its name (:func:`step_key`).
@@ -81,6 +101,21 @@ def track_flags(
             params=params,
             suppressions=store.suppressions(aoi.aoi_id),
         )
+    return step, result
+
+
+def save_flags(
+    step: StepKey,
+    result: LifecycleResult,
+    *,
+    aoi: Aoi,
+    run_id: str,
+    state_path: Path,
+    alerts: Sequence[Mapping[str, Any]] = (),
+) -> None:
+    """Save a step's states, its ledger rows and the ``alerts`` they create in one
+    transaction: a crash leaves all of them or none (issue 15, case 4)."""
+    with StateStore(state_path) as store:
         appended = store.save_period(
             aoi.aoi_id,
             step,
@@ -88,13 +123,14 @@ def track_flags(
             states=result.states,
             changes=result.changes,
             lifted=result.lifted,
+            alerts=alerts,
         )
     log.info(
-        "AOI %s step %s (evidence to %s): %s; %d ledger rows appended",
+        "AOI %s step %s (evidence to %s): %s; %d ledger rows appended, %d alerts queued",
         aoi.aoi_id,
         step.label,
         step.end,
         status_counts(result.flags),
         appended,
+        len(alerts),
     )
-    return result

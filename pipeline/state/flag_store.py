@@ -6,6 +6,9 @@
     never by its name; a run reads the states of the latest step *before* its own evidence,
     so running the same evidence again replaces its rows with the same values: the lifecycle
     is idempotent, and incremental nights and ``--full`` agree.
+``alert_outbox``
+    The alerts the flag states create, queued in the same transaction
+    (:mod:`pipeline.state.alert_outbox`).
 ``comply_suppressions``
     A readable mirror of the analyst suppressions; the effective ones are replayed from the
     ledger's ``suppress`` / ``unsuppress`` / ``lift`` events (:mod:`pipeline.state.suppressions`).
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +33,7 @@ import shapely
 
 from pipeline.comply.lifecycle import Change, FlagState, Suppression
 from pipeline.core.errors import LedgerError
+from pipeline.state.alert_outbox import OUTBOX_SCHEMA, insert_alerts
 from pipeline.state.audit_ledger import (
     LEDGER_SCHEMA,
     LedgerEntry,
@@ -71,7 +75,7 @@ class StateStore:
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA busy_timeout=30000")
-            self._conn.executescript(_SCHEMA + LEDGER_SCHEMA)
+            self._conn.executescript(_SCHEMA + LEDGER_SCHEMA + OUTBOX_SCHEMA)
             self._upgrade()
         except sqlite3.DatabaseError as exc:
             self._conn.close()
@@ -183,10 +187,13 @@ class StateStore:
         states: dict[str, FlagState],
         changes: Sequence[Change],
         lifted: Sequence[str] = (),
+        alerts: Sequence[Mapping[str, Any]] = (),
     ) -> int:
-        """Replace this step's states and append the status changes that are not already in
-        the ledger for it (a rerun appends nothing). Returns the ledger rows appended. The
-        ledger head is anchored even when nothing changed: one line per AOI run."""
+        """Replace this step's states, append the status changes that are not already in
+        the ledger for it (a rerun appends nothing) and queue the ``alerts`` these states
+        create, all in one transaction (:mod:`pipeline.state.alert_outbox`). Returns the
+        ledger rows appended. The ledger head is anchored even when nothing changed: one
+        line per AOI run."""
         label, start, end = step.label, step.start.isoformat(), step.end.isoformat()
         stored = self.period_states(aoi_id, step)
         entries = [
@@ -229,6 +236,7 @@ class StateStore:
                     )
                 )
             append_entries(db, entries, now=now)
+            insert_alerts(db, alerts, run_id=run_id, now=now)
         return len(entries)
 
     def latest_states(self, aoi_id: str | None = None) -> dict[str, FlagState]:
