@@ -24,8 +24,15 @@ def _aoi(tmp_path: Path, *, geometry: Any = None, **props: Any) -> Path:
 
 
 def test_bundled_aois_load(aoi_dir: Path, sample_data: Path) -> None:
-    ids = {load_aoi(p, sample_data=sample_data).aoi_id for p in list_aoi_files(aoi_dir)}
-    assert {"trombetas", "amapa-gold", "munduruku"} <= ids
+    from pipeline.core.config import load_settings
+    from pipeline.ingest.aoi import load_aois
+
+    settings = load_settings(None, environ={}, cli={"sample_data": sample_data, "aoi_dir": aoi_dir})
+    loaded = load_aois(list_aoi_files(aoi_dir), settings=settings)
+    ids = {a.aoi_id for a in loaded.aois}
+    assert not loaded.failures
+    assert {"trombetas", "amapa-gold", "munduruku", "flota-amapa", "ti-uaca", "it-br23001_0"} <= ids
+    assert len(ids) == len(loaded.aois) == 244  # 7 AOI files + 237 territories of one collection
 
 
 def test_munduruku_geometry_comes_from_the_shared_boundary(aoi_dir: Path, sample_data: Path) -> None:

@@ -31,6 +31,7 @@ from pipeline.core.config import Settings, settings_or_default
 from pipeline.core.periods import Period
 from pipeline.core.records import KIND_MINING, WGS84, Aoi, AoiResult
 from pipeline.ops.aoi_run import run_aoi as _run
+from pipeline.report.index import write_index
 
 KIND_COLOURS = {KIND_MINING: "#d62728", "turbidity": "#8c564b"}
 
@@ -92,7 +93,9 @@ def run_aoi(
     order (``2023`` then ``2024``) to see flags move from ``new`` to ``ongoing``.
     """
     s = settings_or_default(settings)
-    return _run(aoi, settings=s, period=as_period(period), out_dir=Path(out_dir))
+    result = _run(aoi, settings=s, period=as_period(period), out_dir=Path(out_dir))
+    write_index(Path(out_dir), lang=s.lang)  # the folder's index lists this AOI too
+    return result
 
 
 # re-exported so that ``pipeline.analyst.api`` is the one place to look

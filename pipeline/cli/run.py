@@ -16,7 +16,7 @@ from pipeline.core.config_checks import LANGUAGES
 from pipeline.core.errors import ConfigError
 from pipeline.core.periods import Period, parse_period
 from pipeline.core.records import Aoi, AoiResult
-from pipeline.ingest.aoi import AoiLoadFailure, LoadedAois, list_aoi_files, load_aois
+from pipeline.ingest.aoi import AoiLoadFailure, LoadedAois, is_collection_file, list_aoi_files, load_aois
 from pipeline.ingest.paths import sample_data_dir
 from pipeline.ops.incremental import input_fingerprints, plan_aoi
 from pipeline.ops.run import run
@@ -24,23 +24,57 @@ from pipeline.state.runledger import RunLedger
 
 
 def _select_aois(args: argparse.Namespace, settings: Settings) -> LoadedAois:
-    """The chosen AOI files, loaded one by one: a bad file is that AOI's failure (named by its
-    file), two files with one ``aoi_id`` are a usage error."""
+    """The chosen AOIs, every file loaded one by one: a bad file (or collection member) is
+    that AOI's failure, two files with one ``aoi_id`` are a usage error. ``--aoi`` names an
+    AOI id, an AOI file (its stem or path: all the AOIs it defines) or a collection id."""
     aoi_dir = settings.aoi_dir
     files = list_aoi_files(aoi_dir)
     if not files:
         raise ConfigError(f"No AOI files (*.geojson) in {aoi_dir}. Pass --aoi-dir or add AOIs.")
-    if getattr(args, "aoi", None):
-        wanted = set(args.aoi)
-        chosen = [f for f in files if f.stem in wanted or str(f) in wanted]
-        unknown = wanted - {f.stem for f in chosen} - {str(f) for f in chosen}
-        if unknown:
-            raise ConfigError(
-                f"Unknown AOI {sorted(unknown)}. Known: {', '.join(f.stem for f in files)} "
-                "(see `asm-monitor aoi list`)."
-            )
-        files = chosen
-    return load_aois(files, settings=settings)
+    if not getattr(args, "aoi", None):
+        return _in_countries(load_aois(files, settings=settings), getattr(args, "country", None))
+    wanted = set(args.aoi)
+    direct = [f for f in files if f.stem in wanted or str(f) in wanted]
+    # an id no file stem names may be a member or the id of a collection: load those files too
+    unresolved = wanted - {f.stem for f in direct} - {str(f) for f in direct}
+    pooled = (
+        [f for f in files if f not in direct and is_collection_file(f, settings=settings)]
+        if unresolved
+        else []
+    )
+    loaded = load_aois([*direct, *pooled], settings=settings)
+    by_file = {str(f) for f in direct} | {str(aoi_dir / f"{f.stem}.geojson") for f in direct}
+
+    def chosen(aoi: Aoi) -> bool:
+        return aoi.aoi_id in wanted or aoi.collection in wanted or str(aoi.source_path) in by_file
+
+    aois = [a for a in loaded.aois if chosen(a)]
+    named = {a.aoi_id for a in aois} | {a.collection for a in aois} | {f.stem for f in direct}
+    unknown = wanted - named - {str(f) for f in direct}
+    if unknown:
+        known = sorted({f.stem for f in files} | {a.collection or a.aoi_id for a in loaded.aois})
+        raise ConfigError(
+            f"Unknown AOI {sorted(unknown)}. Known files and collections: {', '.join(known)}; "
+            "members of a collection by their id (see `asm-monitor aoi list`)."
+        )
+    failures = [f for f in loaded.failures if f.path in direct or any(w in f.name for w in wanted)]
+    return _in_countries(LoadedAois(aois=aois, failures=failures), getattr(args, "country", None))
+
+
+def _in_countries(loaded: LoadedAois, countries: list[str] | None) -> LoadedAois:
+    """Only the AOIs of ``countries`` (all when None); an unknown country is a usage error."""
+    if not countries:
+        return loaded
+    wanted = {c.casefold() for c in countries}
+    aois = [a for a in loaded.aois if a.country.casefold() in wanted]
+    if not aois:
+        known = sorted({a.country for a in loaded.aois})
+        raise ConfigError(f"No AOI in {', '.join(countries)}. Countries of the AOIs: {', '.join(known)}.")
+    return LoadedAois(aois=aois, failures=loaded.failures)
+
+
+#: Above this many AOIs the summary is one line per AOI (a basin-wide night lists ~240).
+COMPACT_ABOVE = 12
 
 
 def print_summary(results: list[AoiResult], out_dir: Path) -> None:
@@ -50,7 +84,12 @@ def print_summary(results: list[AoiResult], out_dir: Path) -> None:
     w("=" * 78 + "\n")
     if (out_dir / "index.html").is_file():
         w(f"Open {out_dir / 'index.html'}: every AOI's map, flags and scorecards.\n")
-    for r in results:
+    if len(results) > COMPACT_ABOVE:
+        _compact(results)
+        results_detail: list[AoiResult] = []
+    else:
+        results_detail = results
+    for r in results_detail:
         w(f"\n[{r.aoi_id}] status: {r.status}   run_id: {r.run_id or '-'}   period: {r.period or '-'}\n")
         if r.error:
             w(f"  error: {r.error}\n")
@@ -77,6 +116,25 @@ def print_summary(results: list[AoiResult], out_dir: Path) -> None:
     if results and results[0].ledger_run_id:
         rid = results[0].ledger_run_id
         w(f"run {rid}: details with `asm-monitor runs show {rid}`\n")
+
+
+def _compact(results: list[AoiResult]) -> None:
+    """One line per AOI and the night's totals (details: ``runs show`` / ``index.html``)."""
+    w = sys.stdout.write
+    w(f"{'AOI':<18} {'status':<11} {'flags':>6} {'flagged ha':>12} {'alerts':>7}\n")
+    for r in results:
+        w(f"{r.aoi_id:<18} {r.status:<11} {sum(r.flags_by_rule.values()):>6} {r.flagged_ha:>12,.1f} "
+          f"{r.alerts_queued:>7}" + (f"  {r.error}" if r.error else "") + "\n")  # fmt: skip
+    by_status: dict[str, int] = {}
+    for r in results:
+        by_status[r.status] = by_status.get(r.status, 0) + 1
+    w(
+        f"\n{len(results)} AOIs: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
+        + f"; {sum(sum(r.flags_by_rule.values()) for r in results)} flags, "
+        f"{sum(r.flagged_ha for r in results):,.1f} ha flagged, "
+        f"{sum(r.alerts_queued for r in results)} alerts queued\n"
+    )
 
 
 def _dry_run(
@@ -157,6 +215,13 @@ EXIT_CODES = """exit codes:
 
 def _add_run_options(p: argparse.ArgumentParser, *, default_out: str | None) -> None:
     p.add_argument("--out", type=Path, default=default_out, help="output folder (one subfolder per AOI)")
+    p.add_argument(
+        "--country",
+        action="append",
+        metavar="NAME",
+        help="only the chosen AOIs in this country, as the AOI files name it (repeatable, "
+        "case-insensitive), e.g. --all --country Peru",
+    )
     p.add_argument("--lang", choices=LANGUAGES, help="language of maps and alerts")
     p.add_argument(
         "--state-db",
@@ -241,4 +306,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_run_options(d, default_out="demo-out")
+    # the demo: every AOI in Brazil (the five demo AOIs, FLOTA do Amapá, TI Uaçá and the 39
+    # Brazilian territories of the basin collection) in about a minute; `run --all` is the basin
     d.set_defaults(func=_run, aoi=None, all=True, period=None, dry_run=False, full=True, force=True)
+    d.set_defaults(country=d.get_default("country") or ["Brazil"])

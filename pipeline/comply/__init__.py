@@ -9,7 +9,7 @@ import pandas as pd
 
 from pipeline.comply.findings import FINDING_COLUMNS
 from pipeline.comply.flags import build_flags
-from pipeline.comply.protected_area_rules import mining_in_protected_area
+from pipeline.comply.protected_area_rules import absorb_title_findings, mining_in_protected_area
 from pipeline.comply.river_rules import turbidity_downstream
 from pipeline.comply.title_rules import compliant_sites, registry_rules
 from pipeline.comply.titles import as_of
@@ -37,11 +37,16 @@ def evaluate(
     aoi_area = gpd.GeoSeries([aoi.geometry], crs=WGS84).to_crs(crs).iloc[0]
     mining = detections[detections["kind"] == KIND_MINING].to_crs(crs)
     mining = mining[mining.intersects(aoi_area)]
-    findings = [mining_in_protected_area(mining, aoi=aoi, crs=crs, params=params)]
+    protected = mining_in_protected_area(mining, aoi=aoi, crs=crs, params=params)
+    findings = [protected]
     site_m = None
     if sites is not None:
         site_m = sites.to_crs(crs)
-        findings += registry_rules(mining, site_m, params=params)
+        # a piece of mining that breaks a title rule inside a protected area is said once
+        protected, titles = absorb_title_findings(
+            protected, registry_rules(mining, site_m, params=params), detections=mining, aoi=aoi
+        )
+        findings = [protected, *titles]
     found = gpd.GeoDataFrame(
         pd.concat([f for f in findings if len(f)], ignore_index=True)
         if any(len(f) for f in findings)

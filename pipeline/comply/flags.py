@@ -15,7 +15,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
-from pipeline.comply.rulebook import RULEBOOK_VERSION, RULES
+from pipeline.comply.rulebook import RULEBOOK_VERSION, RULES, Rule
 from pipeline.core.config import ComplyParams
 from pipeline.core.records import WGS84
 from pipeline.core.text import fill_template, json_scalar, template_fields
@@ -45,6 +45,7 @@ FLAG_COLUMNS = [
     "lon",
     "lat",
     "run_id",
+    "also_rule",
 ]
 SEVERITY_ORDER = {"info": 0, "low": 1, "medium": 2, "high": 3}
 
@@ -92,19 +93,22 @@ def build_flags(
     )
     rows = []
     for rec, point in zip(f.to_dict("records"), f.geometry.representative_point(), strict=True):
-        rule = RULES[rec["rule_id"]]
+        rule, also = RULES[rec["rule_id"]], _also(rec)
         site_id = rec.get("site_id")
         site_id = site_id if isinstance(site_id, str) else None
         known = site_id is not None and site_id in site_info.index
         info = {str(k): v for k, v in site_info.loc[site_id].items()} if known else {}
-        args = reason_args(rule.reason, {**context, **{str(k): v for k, v in rec.items()}, **info})
+        values = {**context, **{str(k): v for k, v in rec.items()}, **info}
+        # a title finding inside a protected area says both sentences (``also_rule``)
+        args = reason_args(rule.reason + (" " + also.reason if also else ""), values)
+        severity = rec.get("severity") if isinstance(rec.get("severity"), str) else rule.severity
         rows.append(
             {
                 "flag_id": flag_id(rule.rule_id, aoi_id, site_id or str(rec.get("group_key"))),
                 "rule_id": rule.rule_id,
                 "rule_version": rule.version,
                 "rulebook_version": RULEBOOK_VERSION,
-                "severity": rule.severity,
+                "severity": severity,
                 "status": "new",
                 "aoi_id": aoi_id,
                 "site_id": site_id,
@@ -117,13 +121,14 @@ def build_flags(
                 "first_seen": rec.get("first_seen"),
                 "last_seen": rec.get("last_seen"),
                 "periods": rec.get("periods", ""),
-                "reason": fill_template(rule.reason, args),
+                "reason": fill_template(rule.reason + (" " + also.reason if also else ""), args),
                 "reason_args": json.dumps(args, sort_keys=True, ensure_ascii=False, allow_nan=False),
-                "clause": rule.clause,
-                "thresholds": rule.threshold_text(params or ComplyParams()),
+                "clause": rule.clause + (f" {also.clause}" if also else ""),
+                "thresholds": _thresholds(rule, also, params or ComplyParams()),
                 "lon": round(point.x, 6),
                 "lat": round(point.y, 6),
                 "run_id": run_id,
+                "also_rule": also.rule_id if also else None,
                 "geometry": rec["geometry"],
             }
         )
@@ -131,3 +136,15 @@ def build_flags(
     out["_sev"] = out["severity"].map(SEVERITY_ORDER)
     out = out.sort_values(["_sev", "area_ha", "flag_id"], ascending=[False, False, True])
     return out.drop(columns="_sev").reset_index(drop=True)
+
+
+def _also(rec: Mapping[str, Any]) -> Rule | None:
+    """The second rule a finding also breaks (a title rule inside a protected area)."""
+    name = rec.get("also_rule")
+    return RULES.get(name) if isinstance(name, str) else None
+
+
+def _thresholds(rule: Rule, also: Rule | None, params: ComplyParams) -> str:
+    """``name=value`` of the thresholds the flag's rule(s) read, each once."""
+    parts = [t for r in (rule, also) if r for t in r.threshold_text(params).split(", ") if t]
+    return ", ".join(dict.fromkeys(parts))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pipeline.core.config import ComplyParams
 
-RULEBOOK_VERSION = "2026.11.2"
+RULEBOOK_VERSION = "2026.11.3"
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ RULES: dict[str, Rule] = {
     for r in [
         Rule(
             "mining_in_protected_area",
-            "1",
+            "2",  # v2: severity from the protection category; said once with title rules
             "high",
             "{area_ha:,.1f} ha of mining detected inside {aoi_name} ({designation}), "
             "first seen {first_seen}, last seen {last_seen}.",

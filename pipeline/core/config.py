@@ -96,6 +96,9 @@ class IngestParams:
     """OAuth token endpoint. Credentials come only from ASM_SH_CLIENT_ID / ASM_SH_CLIENT_SECRET."""
     min_valid_fraction: float = 0.1
     """Scenes with a smaller fraction of clear, valid pixels over the AOI are skipped."""
+    max_cloud_cover: float = 80.0
+    """Remote sources (STAC, Sentinel Hub) are searched for scenes whose ``eo:cloud_cover``
+    (% of the whole product, as the catalogue lists it) is at most this; 100 = no filter."""
     resolution_m: float = 10.0
     """Pixel size of the AOI's UTM grid (m) when sources are not already on one grid."""
     cloud_buffer_px: int = 2
@@ -145,7 +148,9 @@ class DetectParams:
     """Calibration JSON from ``asm-monitor calibrate-turbidity``; empty = the shipped one.
     Used for ``median_turbidity_cal_fnu`` evidence; the turbid/clear split uses Dogliotti."""
     change_baseline_steps: int = 1
-    """Dates at the start of a series that form the forest baseline of change detection."""
+    """Dates at the start of a series that form the forest baseline of change detection
+    (gold-change: clear observations per pixel whose median is the stored *before* view; a
+    stored baseline of another number is refused until ``run --full`` rebuilds it)."""
     change_confirm_after: int = 1
     """Later valid observations repeating a change before it is ``confirmed``."""
     cleanup_radius_px: int = 1
@@ -208,6 +213,11 @@ class AlertParams:
     """... up to this many seconds."""
     timeout_s: float = 10.0
     """HTTP / SMTP timeout per attempt (s)."""
+    max_age_days: int = 90
+    """Backlog limit (days): an alert whose incident was last seen more than this before the
+    newest evidence of the run that queued it (a first run, a backfill) is not sent on its own;
+    each subscription gets that backlog as one digest per channel and pass (one webhook request
+    with the list, one e-mail). 0 = no limit: every alert is sent as it comes."""
     smtp_host: str = ""
     """SMTP server for e-mail subscriptions."""
     smtp_port: int = 587
@@ -243,6 +253,9 @@ class RunParams:
     """How long to wait for a remote scheduler (``tcp://``) before giving up (s)."""
     lock_wait_s: float = 0.0
     """How long a run waits for another run's lock before exiting with code 3 (s)."""
+    aoi_batch: int = 8
+    """AOIs without imagery per task on the LocalCluster's workers (AOI-level parallelism,
+    issue 19); 0 = every AOI in the main process, one after the other."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -98,6 +98,7 @@ CHECKS: dict[str, Check] = {
     "ingest.source": _one_of(SOURCES),
     "ingest.sh_collection": _one_of(SH_COLLECTIONS),
     "ingest.min_valid_fraction": _between(0, 1),
+    "ingest.max_cloud_cover": _between(0, 100),
     "ingest.resolution_m": _above(0),
     "ingest.cloud_buffer_px": _at_least(0),
     "ingest.sh_max_px": _at_least(1),
@@ -131,12 +132,14 @@ CHECKS: dict[str, Check] = {
     "alerts.backoff_s": _at_least(0),
     "alerts.backoff_max_s": _at_least(0),
     "alerts.timeout_s": _above(0),
+    "alerts.max_age_days": _at_least(0, note=" (0 = no backlog limit: every alert sent on its own)"),
     "alerts.smtp_port": _between(1, 65535),
     "run.workers": _at_least(0, note=" (0 = one worker per core)"),
     "run.threads_per_worker": _at_least(1),
     "run.memory_limit": _memory_limit,
     "run.connect_timeout_s": _above(0),
     "run.lock_wait_s": _at_least(0),
+    "run.aoi_batch": _at_least(0, note=" (0 = every AOI in the main process)"),
 }
 
 

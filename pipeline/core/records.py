@@ -69,6 +69,19 @@ class Aoi:
     the sample-data folder; see ``aoi/README.md``."""
     source_path: str | None = None
     """File the AOI was loaded from."""
+    names: dict[str, str] = field(default_factory=dict)
+    """The name in other languages (``{"pt": "Terra Indígena Munduruku", "en": ...}``);
+    :meth:`name_in` picks one."""
+    protection: str | None = None
+    """Protection category of a protected AOI: one of :data:`PROTECTION_CATEGORIES`
+    (``strict`` = full protection, e.g. Brazil's *proteção integral* (PI);
+    ``sustainable_use`` = *uso sustentável* (US); ``indigenous`` = an indigenous territory)."""
+    collection: str | None = None
+    """Id of the AOI collection file the AOI came from (None: an AOI file of its own)."""
+
+    def name_in(self, lang: str) -> str:
+        """The AOI's name for readers of ``lang`` (its own name when none is given)."""
+        return self.names.get(lang) or self.name
 
     @property
     def utm_crs(self) -> CRS:
@@ -97,10 +110,15 @@ class Aoi:
                 "country": [self.country],
                 "wdpa_id": [self.wdpa_id],
                 "protected": [self.protected],
+                "protection": [self.protection],
             },
             geometry=[self.geometry],
             crs=WGS84,
         )
+
+
+#: Protection categories an AOI can declare (``protection``), strictest first.
+PROTECTION_CATEGORIES = ("strict", "indigenous", "sustainable_use")
 
 
 @dataclass

@@ -4,17 +4,19 @@ evidence a run records (class fractions, valid fraction, water turbidity)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 from affine import Affine
 from pyproj import CRS
 
 from pipeline.core.config import DetectParams
 from pipeline.core.errors import ModelError, NoDataError
-from pipeline.core.records import DETECTION_COLUMNS, KIND_MINING, empty_detections
+from pipeline.core.records import CONFIRMED, DETECTION_COLUMNS, KIND_MINING, PROBABLE, empty_detections
 from pipeline.detect.classify import PixelClassifier
 from pipeline.detect.landcover import CLASS_NAMES, VALID_CODES
 from pipeline.detect.scene_blocks import SceneRasters, scene_detections_sparse
@@ -116,14 +118,22 @@ def mining_rows(
     last_seen: date | None,
     period_label: str,
     confidence: str,
+    dates: Mapping[str, np.ndarray] | None = None,
 ) -> gpd.GeoDataFrame:
     """Detection rows of a computed :func:`~pipeline.detect.mining_change.mining_change`
     (``mining``, ``score``, and optionally ``ndvi_before`` / ``ndvi_after`` arrays): one
     polygon per 8-connected patch of mining pixels of at least ``min_area_ha``, EPSG:4326,
-    with the best window score and the NDVI before / after as evidence."""
+    with the best window score and the NDVI before / after as evidence.
+
+    ``dates`` (per-pixel arrays on the same grid: ``first_seen`` / ``last_seen`` day numbers
+    since 1970-01-01, ``confirmed`` 0/1, as a baseline fold keeps them) date each polygon by
+    its own pixels instead: its earliest ``first_seen``, its latest ``last_seen``, and
+    ``confirmed`` when any of its pixels is; ``first_seen`` / ``last_seen`` / ``confidence``
+    are then only the fallback of a polygon without dated pixels."""
     stats: dict[str, np.ndarray] = {
         k: change[k] for k in ("score", "ndvi_before", "ndvi_after") if k in change
     }
+    reduce = {f"_{k}": (v, _HOW[k]) for k, v in (dates or {}).items() if k in _HOW}
     found = vectorize_mask(
         change["mining"],
         transform=transform,
@@ -131,14 +141,18 @@ def mining_rows(
         area_crs=area_crs,
         min_area_ha=min_area_ha,
         stats=stats,
+        reduce=reduce or None,
     )
     if found.empty:
         return empty_detections()
+    firsts, lasts, kinds = _polygon_dates(
+        found, first_seen=first_seen, last_seen=last_seen, confidence=confidence
+    )
     found = found.assign(
         kind=KIND_MINING,
-        first_seen=first_seen,
-        last_seen=last_seen,
-        confidence=confidence,
+        first_seen=firsts,
+        last_seen=lasts,
+        confidence=kinds,
         aoi_id=aoi_id,
         period=period_label,
         source="asm-monitor gold-mining detector",
@@ -153,3 +167,27 @@ def mining_rows(
         found["ndvi_drop"] = found["mean_ndvi_before"] - found["mean_ndvi_after"]
     extra = [c for c in ("mean_score", "mean_ndvi_before", "mean_ndvi_after", "ndvi_drop") if c in found]
     return found[[*DETECTION_COLUMNS, *extra, "geometry"]]
+
+
+#: How a polygon reduces each per-pixel date layer of :func:`mining_rows`.
+_HOW = {"first_seen": "min", "last_seen": "max", "confirmed": "max"}
+_EPOCH = date(1970, 1, 1).toordinal()
+
+
+def _polygon_dates(
+    found: gpd.GeoDataFrame, *, first_seen: date | None, last_seen: date | None, confidence: str
+) -> tuple[list[date | None], list[date | None], list[str]]:
+    """Each polygon's first / last date and confidence: its reduced per-pixel layers where
+    :func:`mining_rows` had them, else the scalar fallback."""
+
+    def day(column: str, fallback: date | None) -> list[date | None]:
+        if column not in found:
+            return [fallback] * len(found)
+        return [fallback if pd.isna(v) else date.fromordinal(_EPOCH + int(v)) for v in found[column]]
+
+    kinds = [confidence] * len(found)
+    if "_confirmed" in found:
+        kinds = [
+            confidence if pd.isna(v) else (CONFIRMED if v >= 1 else PROBABLE) for v in found["_confirmed"]
+        ]
+    return day("_first_seen", first_seen), day("_last_seen", last_seen), kinds

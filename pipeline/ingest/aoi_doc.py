@@ -20,6 +20,7 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.core.errors import AoiError
+from pipeline.core.records import PROTECTION_CATEGORIES
 from pipeline.ingest.aoi_inputs import json_kind
 
 #: An AOI id is a folder name: matched in full (``re.fullmatch``), so no trailing newline.
@@ -144,7 +145,28 @@ def check_properties(props: dict[str, Any], *, where: str) -> str:
             f"{where}: 'protected' must be JSON true or false (no quotes), got {protected!r}. "
             'Write "protected": true or "protected": false.'
         )
+    _check_names(props.get("names"), where=where)
+    category = props.get("protection")
+    if category is not None and category not in PROTECTION_CATEGORIES:
+        raise AoiError(
+            f"{where}: 'protection' must be one of {', '.join(PROTECTION_CATEGORIES)} (or left out), "
+            f"got {category!r}. strict = full protection (Brazil: PI), sustainable_use = US, "
+            "indigenous = an indigenous territory."
+        )
     return aoi_id
+
+
+def _check_names(names: Any, *, where: str) -> None:
+    if names is None:
+        return
+    if not isinstance(names, dict) or not all(
+        isinstance(k, str) and re.fullmatch(r"[a-z]{2}", k) and isinstance(v, str) and v.strip()
+        for k, v in names.items()
+    ):
+        raise AoiError(
+            f"{where}: 'names' must map two-letter language codes to text, e.g. "
+            f'{{"pt": "Terra Indígena Munduruku", "es": "Territorio Indígena Munduruku"}}; got {names!r}.'
+        )
 
 
 def feature_shape(doc: dict[str, Any], where: str) -> BaseGeometry:

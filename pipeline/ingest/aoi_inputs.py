@@ -121,6 +121,40 @@ def _scenes(value: Any, *, root: Path, allow_absolute: bool, where: str) -> None
             confine(text, root=root, allow_absolute=allow_absolute, what=f"{what}.bands.{band}", where=where)
 
 
+#: ``inputs.rivers`` numbers: (key, smallest value, whether the smallest is allowed)
+_RIVER_NUMBERS = (("reach_m", 0.0, False), ("gap_m", 0.0, True), ("max_offset_m", 0.0, False))
+
+
+def _rivers(value: Any, *, root: Path, allow_absolute: bool, where: str) -> None:
+    """``inputs.rivers``: ``{"path": ..., "name_field", "direction", "reach_m", "gap_m",
+    "max_offset_m"}`` (see :mod:`pipeline.ingest.rivers`)."""
+    spec = _object(value, what="inputs.rivers", where=where)
+    path = _text(spec.get("path"), what="inputs.rivers.path", where=where)
+    confine(path, root=root, allow_absolute=allow_absolute, what="inputs.rivers.path", where=where)
+    unknown = sorted(set(spec) - {"path", "name_field", "direction", "reach_m", "gap_m", "max_offset_m"})
+    if unknown:
+        raise AoiError(
+            f"{where}: inputs.rivers has unknown key(s) {unknown}. Valid: path, name_field, direction, "
+            "reach_m, gap_m, max_offset_m."
+        )
+    if spec.get("name_field") is not None:
+        _text(spec["name_field"], what="inputs.rivers.name_field", where=where)
+    if spec.get("direction", "as_drawn") not in ("as_drawn", "reversed"):
+        raise AoiError(
+            f'{where}: inputs.rivers.direction must be "as_drawn" (lines drawn upstream to '
+            f'downstream) or "reversed", got {spec["direction"]!r}.'
+        )
+    for key, low, inclusive in _RIVER_NUMBERS:
+        v = spec.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float) or not (v >= low if inclusive else v > low):
+            raise AoiError(
+                f"{where}: inputs.rivers.{key} must be a number {'>=' if inclusive else '>'} {low:g} "
+                f"(metres), got {json_kind(v)} {v!r}."
+            )
+
+
 def check_inputs(inputs: Any, *, root: Path, allow_absolute: bool, where: str) -> dict[str, Any]:
     """Validate an AOI's ``inputs`` (absent = none) and return them as a dict.
 
@@ -138,6 +172,8 @@ def check_inputs(inputs: Any, *, root: Path, allow_absolute: bool, where: str) -
         spec = _object(inputs["site_patches"], what="inputs.site_patches", where=where)
         path = _text(spec.get("path"), what="inputs.site_patches.path", where=where)
         confine(path, root=root, allow_absolute=allow_absolute, what="inputs.site_patches.path", where=where)
+    if "rivers" in inputs:
+        _rivers(inputs["rivers"], root=root, allow_absolute=allow_absolute, where=where)
     for key, default in (("detections", "native"), ("registry", None)):
         if key not in inputs:
             continue

@@ -83,3 +83,11 @@ class SceneSource(Protocol):
     ) -> xr.Dataset:
         """Lazy cube for the AOI and period on its UTM grid, dims ``("time", "y", "x")``."""
         ...
+
+
+def cloud_filter(max_cloud_cover: float) -> str | None:
+    """The CQL2-text clause ``eo:cloud_cover <= max_cloud_cover`` of a remote scene search
+    (Sentinel Hub Catalog), None at 100 % (no filter)."""
+    if max_cloud_cover >= 100:
+        return None
+    return f"eo:cloud_cover <= {float(max_cloud_cover):g}"

@@ -58,6 +58,7 @@ from pipeline.core.periods import Period
 from pipeline.core.records import Aoi
 from pipeline.ingest.cache import DiskCache, fingerprint
 from pipeline.ingest.grid import GridSpec
+from pipeline.ingest.scene_spec import cloud_filter
 from pipeline.ingest.scenes import SceneSpec, aoi_grid, open_scene, stack_scenes
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,8 @@ class SentinelHubSource:
         return out
 
     def search(self, aoi: Aoi, period: Period, *, grid: GridSpec | None = None) -> list[dict[str, Any]]:
-        """Catalog API features (id, datetime, cloud cover) over the AOI in the period."""
+        """Catalog API features (id, datetime, cloud cover) over the AOI in the period, with
+        ``eo:cloud_cover`` at most ``ingest.max_cloud_cover`` (:func:`cloud_filter`)."""
         cfg = self.config()
         grid = grid or aoi_grid(aoi, resolution=self.params.resolution_m)
         catalog = SentinelHubCatalog(config=cfg)
@@ -280,6 +282,7 @@ class SentinelHubSource:
                     self.collection,
                     bbox=BBox(grid.bounds, crs=ShCRS(grid.crs.to_epsg())),
                     time=(datetime.combine(period.start, datetime.min.time()), end),
+                    filter=cloud_filter(self.params.max_cloud_cover),
                     fields={
                         "include": ["id", "geometry", "properties.datetime", "properties.eo:cloud_cover"],
                         "exclude": [],

@@ -13,9 +13,10 @@ The source of an AOI is its ``inputs.source`` when it names one, else the settin
   part of the AOI it covers (:class:`SentinelHubSource`), downloaded once into
   ``<ingest.cache_dir>/sentinelhub/``; each file is a scene.
 
-Remote searches are bounded by the end of the period only: the gold-mining detector needs
-the scenes before the period as its *before* view (``ops.mining.split_views``), so a night
-that only asks for new scenes still gets the old ones it compares them with.
+Remote searches are bounded by the end of the period only, and by ``eo:cloud_cover <=
+ingest.max_cloud_cover``: the gold-mining detector folds the scenes after its stored baseline
+(``ops.mining``) and leaves out those it already folded, and a ``--full`` run rebuilds the
+baseline from every scene the search finds.
 
 The nightly planner (:mod:`pipeline.ops.incremental`) needs the same search without the
 run's settings: :func:`with_source` (called when an AOI file is loaded) writes the source and
@@ -117,8 +118,17 @@ def _window(period: Period | None) -> Period:
 
 
 # STAC ---------------------------------------------------------------------------------------
+def cloud_query(params: IngestParams) -> dict[str, Any] | None:
+    """The STAC Query-extension clause ``eo:cloud_cover <= ingest.max_cloud_cover`` (None at
+    100 %: no filter, so items without the property are found too)."""
+    if params.max_cloud_cover >= 100:
+        return None
+    return {"eo:cloud_cover": {"lte": params.max_cloud_cover}}
+
+
 def stac_items(aoi: Aoi, *, params: IngestParams, period: Period | None) -> list[dict[str, Any]]:
-    """Every item of ``params.stac_url`` over the AOI's bbox up to the period's end (all pages).
+    """Every item of ``params.stac_url`` over the AOI's bbox up to the period's end (all pages)
+    with ``eo:cloud_cover`` at most ``params.max_cloud_cover`` (:func:`cloud_query`).
 
     Raises
     ------
@@ -146,6 +156,7 @@ def stac_items(aoi: Aoi, *, params: IngestParams, period: Period | None) -> list
             bbox=list(aoi.geometry.bounds),
             datetime=f"../{window.end.isoformat()}T23:59:59Z",
             limit=100,
+            query=cloud_query(params),
         )
         items = [item.to_dict() for item in search.items()]
     except (APIError, STACError, OSError, ValueError) as exc:

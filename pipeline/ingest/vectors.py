@@ -11,14 +11,19 @@ import functools
 import glob
 import hashlib
 import logging
+import os
 import tomllib
+from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import shapely
 from pyogrio.errors import DataSourceError
+from shapely.geometry.base import BaseGeometry
 
 from pipeline.core.errors import DataNotFoundError, DetectionSourceError, RegistryError
 from pipeline.core.periods import amw_period, parse_period
@@ -125,6 +130,18 @@ def _stable_id(*parts: object) -> str:
     return digest[:16]
 
 
+#: External detections read in this process, by format and the files' (name, size, mtime):
+#: a basin-wide night reads the Amazon Mining Watch files once for its ~240 AOIs, not once
+#: per AOI (issue 19). A changed file has a new key, so nothing stale is ever returned.
+_READ: OrderedDict[tuple[Any, ...], gpd.GeoDataFrame] = OrderedDict()
+_READ_MAX = 4
+
+
+def _files_key(fmt: str, files: list[str]) -> tuple[Any, ...]:
+    stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
+    return (fmt, *stats)
+
+
 def read_external_detections(pattern: Path, *, fmt: str) -> gpd.GeoDataFrame:
     """Read detections made elsewhere (AMW, GFW, DETER...) into Detection columns.
 
@@ -140,12 +157,38 @@ def read_external_detections(pattern: Path, *, fmt: str) -> gpd.GeoDataFrame:
     GeoDataFrame
         EPSG:4326, columns ``detection_id``, ``kind``, ``period``, ``first_seen``,
         ``last_seen``, ``confidence``, ``source``, ``mined_area_ha`` (the source's own
-        estimate, may be NaN), ``source_file``, ``source_row``, geometry.
+        estimate, may be NaN), ``source_file``, ``source_row``, geometry. A copy: the
+        files are read once per process while they stay unchanged.
     """
-    spec = format_spec("detections", fmt)
+    return _cached(pattern, fmt=fmt).copy()
+
+
+def external_detections_within(pattern: Path, *, fmt: str, within: BaseGeometry) -> gpd.GeoDataFrame:
+    """The external detections that intersect ``within`` (EPSG:4326), found with the spatial
+    index of the files read once per process (:func:`read_external_detections`)."""
+    frame = _cached(pattern, fmt=fmt)
+    hits = frame.sindex.query(within, predicate="intersects")
+    return frame.iloc[np.sort(hits)].copy()
+
+
+def _cached(pattern: Path, *, fmt: str) -> gpd.GeoDataFrame:
     files = sorted(glob.glob(str(pattern)))
     if not files:
         raise DataNotFoundError(f"No detection files match {pattern}. Check the path or ASM_SAMPLE_DATA.")
+    key = _files_key(fmt, files)
+    if key in _READ:
+        _READ.move_to_end(key)
+        return _READ[key]
+    frame = _read_external(files, fmt=fmt, pattern=pattern)
+    _ = frame.sindex  # built once here, shared by every AOI that clips the files
+    _READ[key] = frame
+    while len(_READ) > _READ_MAX:
+        _READ.popitem(last=False)
+    return frame
+
+
+def _read_external(files: list[str], *, fmt: str, pattern: Path) -> gpd.GeoDataFrame:
+    spec = format_spec("detections", fmt)
     frames = []
     for file in files:
         raw = read_vector(Path(file), error=DetectionSourceError)
@@ -154,10 +197,10 @@ def read_external_detections(pattern: Path, *, fmt: str) -> gpd.GeoDataFrame:
             raise DetectionSourceError(
                 f"{file}: no period column {col!r} (format {fmt}). Columns: {list(raw.columns)}."
             )
-        if fmt == "amw":
-            periods = [amw_period(int(v)) for v in raw[col]]
-        else:
-            periods = [parse_period(str(v)) for v in raw[col]]
+        # a file holds a handful of distinct periods: parse each once
+        parse = (lambda v: amw_period(int(v))) if fmt == "amw" else (lambda v: parse_period(str(v)))
+        by_value = {v: parse(v) for v in pd.unique(raw[col])}
+        periods = [by_value[v] for v in raw[col]]
         area_col = spec.get("mined_area_column")
         out = gpd.GeoDataFrame(
             {
@@ -185,9 +228,9 @@ def read_external_detections(pattern: Path, *, fmt: str) -> gpd.GeoDataFrame:
             int(invalid.sum()),
         )
         result.loc[invalid, "geometry"] = result.geometry[invalid].make_valid()
+    wkb = shapely.to_wkb(result.geometry.values, hex=True)
     result["detection_id"] = [
-        _stable_id(spec["source"], per, geom.wkb_hex)
-        for per, geom in zip(result["period"], result.geometry, strict=True)
+        _stable_id(spec["source"], per, hexed) for per, hexed in zip(result["period"], wkb, strict=True)
     ]
     log.info("external detections %s: %d polygons in %d files", pattern, len(result), len(files))
     return result

@@ -31,11 +31,13 @@ from pipeline.ingest.paths import sample_data_dir
 from pipeline.ingest.scene_places import Place, group_places
 from pipeline.ingest.scenes import SceneSpec
 from pipeline.ingest.sources import scene_specs
-from pipeline.ingest.vectors import format_spec, read_external_detections, read_registry
+from pipeline.ingest.vectors import external_detections_within, format_spec, read_registry
 from pipeline.ops.imagery import flag_chips, place_images
 from pipeline.ops.imagery_detect import imagery_detections
 from pipeline.ops.incremental import input_fingerprints
 from pipeline.ops.outputs import AoiProducts, staging_dir, swap_into_place, write_outputs
+from pipeline.ops.river_stats import RULE as RIVER_RULE
+from pipeline.ops.river_stats import river_statistics
 from pipeline.report.alerts import alert_payloads
 from pipeline.report.writer import deliver_after_run, map_link
 from pipeline.state.audit import advance_flags, save_flags
@@ -44,11 +46,14 @@ from pipeline.state.runledger import model_hash
 
 
 def _external(aoi: Aoi, spec: dict[str, Any], *, root: Path, period: Period | None) -> gpd.GeoDataFrame:
-    frame = read_external_detections(root / spec["path"], fmt=spec.get("format", "native"))
+    # the files are read and spatially indexed once per process, then clipped per AOI
+    frame = external_detections_within(
+        root / spec["path"], fmt=spec.get("format", "native"), within=aoi.geometry
+    )
     if period is not None:
-        keep = [period.start <= d <= period.end for d in frame["last_seen"]]
+        # a boolean array, not a list: an empty list would select columns, not rows
+        keep = np.array([period.start <= d <= period.end for d in frame["last_seen"]], dtype=bool)
         frame = frame[keep]
-    frame = frame[frame.intersects(aoi.geometry)]
     area = frame.to_crs(aoi.equal_area_crs).area / 1e4
     frame = frame.assign(
         aoi_id=aoi.aoi_id,
@@ -110,7 +115,11 @@ def run_aoi(
     scenes = scene_specs(aoi, settings=settings, period=period)
     # where the imagery lies, read once for detection, chips and the map's image layers
     places = group_places(scenes, within=aoi.geometry) if scenes else []
-    made = _detections(aoi, scenes=scenes, places=places, root=root, settings=settings, period=period)
+    # the baselines live beside the state database of this output folder (a fresh folder: fresh state)
+    state_dir = replace(settings, out_dir=out_dir).state_path.parent
+    made = _detections(
+        aoi, scenes=scenes, places=places, root=root, settings=settings, period=period, state_dir=state_dir
+    )
     result.timings_s["detect"] = round(time.perf_counter() - t0, 3)
 
     t1 = time.perf_counter()
@@ -160,14 +169,23 @@ def _detections(
     root: Path,
     settings: Settings,
     period: Period | None,
+    state_dir: Path | None = None,
 ) -> AoiProducts:
     """Every detection of the AOI: our imagery detector on its scenes and the external
-    detections it names, with the attributions their sources require."""
+    detections it names, with the attributions their sources require. The imagery
+    detector's baselines live under ``state_dir`` (default: the state database's folder)."""
     evidence: dict[str, Any] = {}
     frames = [empty_detections()]
     attribution: list[str] = []
     if scenes:
-        found, evidence = imagery_detections(aoi, scenes, places=places, settings=settings, period=period)
+        found, evidence = imagery_detections(
+            aoi,
+            scenes,
+            places=places,
+            settings=settings,
+            period=period,
+            state_dir=state_dir if state_dir is not None else settings.state_path.parent,
+        )
         frames.append(found)
         attribution.append("Contains modified Copernicus Sentinel-2 data")
     if aoi.inputs.get("detections"):
@@ -212,19 +230,29 @@ def _comply(
         if sites is not None
         else None
     )
-    flags = evaluate(made.detections, aoi=aoi, sites=sites, params=settings.comply, run_id=run_id)
+    # upstream / downstream turbidity at the sites on a river, or why the rule cannot run here
+    rivers = river_statistics(aoi, sites=sites, root=root, settings=settings, period=period)
+    flags = evaluate(
+        made.detections, aoi=aoi, sites=sites, river_stats=rivers.stats, params=settings.comply, run_id=run_id
+    )
     # the state before this period gives each flag its status (a rerun gives the same one);
     # the alerts those statuses create are committed with them (a transactional outbox)
     step, lifecycle = advance_flags(
         flags, aoi=aoi, period=period, params=settings.comply, state_path=state_path
     )
     flags = lifecycle.flags
-    alerts = alert_payloads(
-        flags,
-        map_link=map_link(aoi.aoi_id, base_url=settings.alerts.base_url),
-        min_severity=settings.alerts.min_severity,
-        aoi_name=aoi.name,
-    )
+    # the AOI's own name stays the name of record; readers get theirs from aoi_names
+    alerts = [
+        {**alert, "aoi_names": dict(aoi.names)}
+        for alert in alert_payloads(
+            flags,
+            map_link=map_link(aoi.aoi_id, base_url=settings.alerts.base_url),
+            min_severity=settings.alerts.min_severity,
+            aoi_name=aoi.name,
+            aoi_country=aoi.country,
+            aoi_collection=aoi.collection,
+        )
+    ]
     save_flags(step, lifecycle, aoi=aoi, run_id=run_id, state_path=state_path, alerts=alerts)
     return replace(
         made,
@@ -235,4 +263,9 @@ def _comply(
         impact=impact_tables(made.detections, aoi=aoi, sites=sites),
         registry_lines=registry_lines,
         attribution=attribution,
+        evidence={
+            **made.evidence,
+            "rivers": rivers.evidence,
+            "rules_not_evaluated": {RIVER_RULE: rivers.not_evaluated} if rivers.not_evaluated else {},
+        },
     )

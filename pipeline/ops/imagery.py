@@ -24,10 +24,19 @@ from pipeline.core.errors import NoDataError
 from pipeline.core.periods import Period
 from pipeline.core.records import WGS84, Aoi
 from pipeline.detect.chips import RGB, flag_windows
-from pipeline.detect.clouds import scl_cloud, usable, valid_fraction, valid_mask
+from pipeline.detect.clouds import (
+    S2CLOUDLESS_BANDS,
+    cloud_from_probability,
+    s2cloudless_probability,
+    scl_cloud,
+    usable,
+    valid_fraction,
+    valid_mask,
+)
 from pipeline.detect.detections import check_sensor, scene_detection_rows
 from pipeline.detect.scene_blocks import assemble_scene, scene_pieces
 from pipeline.ingest.paths import sample_data_dir
+from pipeline.ingest.scene_headers import read_header
 from pipeline.ingest.scene_places import Place
 from pipeline.ingest.scenes import MASK_BANDS, LocalFolderSource, SceneSpec, aoi_footprint
 from pipeline.ingest.training import sensor_bands
@@ -77,6 +86,14 @@ def detect_from_scenes(
     )
 
 
+def _has_l1c_bands(scene: SceneSpec) -> bool:
+    """True when the scene's file names every band s2cloudless reads (an L1C product)."""
+    names = set(scene.band_paths)
+    if scene.path is not None:
+        names |= set(read_header(scene.path, names=scene.band_names).names)
+    return set(S2CLOUDLESS_BANDS) <= names
+
+
 def clear_observations(
     aoi: Aoi,
     scenes: Sequence[SceneSpec],
@@ -84,9 +101,14 @@ def clear_observations(
     settings: Settings,
     period: Period | None,
     bands: Sequence[str] = SCENE_BANDS,
+    check_every: bool = False,
 ) -> xr.Dataset:
     """The scenes' cube with clouds (CLM / SCL, dilated by ``cloud_buffer_px``) and nodata
     set to NaN, and scenes below ``ingest.min_valid_fraction`` over the AOI dropped.
+
+    A single scene without a mask band is returned as read unless ``check_every``: the
+    baseline fold asks for it, so a scene is kept or dropped alike whether a night reads it
+    alone or a ``--full`` run reads it with others.
 
     Raises
     ------
@@ -96,8 +118,11 @@ def clear_observations(
     source = LocalFolderSource(scenes)
     chosen = source.select(period)
     masks = sorted(set.intersection(*(set(s.band_paths) & MASK_BANDS for s in chosen))) if chosen else []
-    cube = source.load(aoi, period, bands=[*bands, *masks], chunks=settings.detect.chunk_px)
-    if not masks and cube.sizes["time"] == 1:
+    # L1C (no SCL / CLM, but the bands s2cloudless reads, B10 among them): s2cloudless masks it
+    l1c = not masks and bool(chosen) and all(_has_l1c_bands(s) for s in chosen)
+    extra = [b for b in S2CLOUDLESS_BANDS if b not in bands] if l1c else []
+    cube = source.load(aoi, period, bands=[*bands, *masks, *extra], chunks=settings.detect.chunk_px)
+    if not masks and not l1c and cube.sizes["time"] == 1 and not check_every:
         # one scene, no mask: its nodata is already NaN, and a scene with no valid pixel is
         # caught after detection; an extra pass over the data would buy nothing
         return cube
@@ -106,6 +131,8 @@ def clear_observations(
         cloud = cube["CLM"] == 1
     elif "SCL" in cube:
         cloud = scl_cloud(cube["SCL"])
+    elif l1c:
+        cloud = cloud_from_probability(s2cloudless_probability(cube))
     valid = valid_mask(cube, bands=list(bands), cloud=cloud, buffer_px=settings.ingest.cloud_buffer_px)
     # a small compute (one number per scene) decides which scenes the detection reads at all
     fractions = valid_fraction(valid, footprint=aoi_footprint(aoi, cube)).compute().values

@@ -1,11 +1,12 @@
 """Detections from an AOI's imagery, by the configured detector: the trained gold-mining
-change detector (default; mining from before/after views, place by place) with turbid water
+change detector (default; each place's dates folded into a baseline kept between nights) with turbid water
 from the index path, or the index-rules baseline for everything."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -31,9 +32,12 @@ def imagery_detections(
     places: Sequence[Place],
     settings: Settings,
     period: Period | None,
+    state_dir: Path | None = None,
 ) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """Detection rows and evidence of the AOI's scenes (see the module docstring);
-    ``places`` are those scenes grouped by footprint (:func:`group_places`).
+    ``places`` are those scenes grouped by footprint (:func:`group_places`); the gold-mining
+    detector keeps each place's baseline under ``state_dir`` between nights
+    (:mod:`pipeline.ops.mining`; None: nothing is kept).
 
     Raises
     ------
@@ -46,7 +50,15 @@ def imagery_detections(
     if kind != "gold-change":
         raise ConfigError(f"detect.detector = {kind!r} is not one of {list(DETECTORS)}.")
     detector, sha = mining_detector(settings)
-    mining, evidence = mining_detections(aoi, places, settings=settings, period=period, detector=detector)
+    mining, evidence = mining_detections(
+        aoi,
+        places,
+        settings=settings,
+        period=period,
+        detector=detector,
+        state_dir=state_dir,
+        detector_sha256=sha,
+    )
     frames, water, pixels = [mining], [], []
     for scene in _latest_scenes(places):
         # turbid water is a state of the latest view: one scene at a time on its own ground

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import hashlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -45,8 +46,17 @@ def fingerprint(path: Path) -> str:
 
     Ledgers written by earlier builds hold a cheaper head-and-tail digest: after the upgrade every
     input looks new once and each AOI is recomputed on the first night."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:  # a basin night hashes the shared AMW files once, not per AOI
+        with open(path, "rb") as fh:
+            _DIGESTS[key] = hashlib.file_digest(fh, "sha256").hexdigest()
+    return _DIGESTS[key]
+
+
+#: SHA-256 of the files hashed in this process, by (path, size, mtime): a changed file has
+#: a new key.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def input_key(path: Path, *, root: Path) -> str:
@@ -57,7 +67,7 @@ def input_key(path: Path, *, root: Path) -> str:
 def input_files(aoi: Aoi, *, root: Path) -> list[Path]:
     """Every file the AOI's run reads: its scenes, external detections and registry."""
     files = [resolve_input(str(s["path"]), root=root) for s in aoi.inputs.get("scenes", [])]
-    for key in ("detections", "registry"):
+    for key in ("detections", "registry", "rivers"):
         if key in aoi.inputs:
             files += [Path(p) for p in sorted(glob.glob(str(root / aoi.inputs[key]["path"])))]
     return files

@@ -15,7 +15,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
-from pipeline.comply.figures import run_figures
+from pipeline.comply.figures import flag_count, run_figures
 from pipeline.comply.impact import ImpactTables
 from pipeline.comply.rules import RULEBOOK_VERSION
 from pipeline.core.atomic import write_text
@@ -25,6 +25,7 @@ from pipeline.core.records import CONFIRMED, KIND_MINING, PROBABLE, Aoi, AoiResu
 from pipeline.core.version import __version__
 from pipeline.ops.output_swap import outbox_dir, staging_dir, swap_into_place
 from pipeline.report.alerts import write_outbox
+from pipeline.report.basin import index_entry
 from pipeline.report.exports import write_csv, write_geojson, write_geoparquet
 from pipeline.report.map import SceneImage, write_map
 from pipeline.report.scorecard import scorecard_links
@@ -97,6 +98,7 @@ def write_outputs(
         scorecards=scorecard_links(made.sites),
         chips=made.chips,
         images=made.images,
+        names=aoi.names,
     )
     outputs.update(
         write_extras(
@@ -177,6 +179,7 @@ def _summary(
         "run_id": result.run_id,
         "aoi_id": aoi.aoi_id,
         "aoi_name": aoi.name,
+        "aoi_names": dict(aoi.names),
         "period": str(period) if period else "all",
         "status": result.status,
         "started": started.isoformat(timespec="seconds"),
@@ -194,7 +197,9 @@ def _summary(
             "alerts": result.alerts_queued,
             "sites": None if made.sites is None else len(made.sites),
         },
-        "evidence": made.evidence,
+        "evidence": {k: v for k, v in made.evidence.items() if k != "rules_not_evaluated"},
+        # rules the AOI's inputs cannot support (e.g. turbidity_downstream without river lines), and why
+        "rules_not_evaluated": made.evidence.get("rules_not_evaluated", {}),
         "attribution": "; ".join(a for a in made.attribution if a),
         "registry_report": made.registry_lines,
         "timings_s": result.timings_s,
@@ -203,6 +208,15 @@ def _summary(
             "alerts/outbox": "alerts/outbox",
         },
         "confidence_levels": [PROBABLE, CONFIRMED],
+        # what the index page and the basin-wide tables say of this AOI (pipeline.report.basin)
+        "index": index_entry(
+            aoi,
+            impact=made.impact.summary if made.impact is not None else None,
+            flags=flag_count(made.flag_table),  # the problems, as the map legend counts them
+            flags_by_severity=result.flags_by_severity,
+            flagged_ha=result.flagged_ha,
+            scorecards=made.sites is not None and len(made.sites) > 0,
+        ),
     }
 
 

@@ -78,6 +78,7 @@ def rerender_map(
         lang=lang,
         run_id=str(summary.get("run_id", "")),
         scorecards=scorecard_links(sites),
+        names=summary.get("aoi_names") or None,
     )
 
 
@@ -99,6 +100,7 @@ def rerender_scorecards(run_dir: Path, *, lang: str) -> Path | None:
         flags=flags,
         detections=detections,
         aoi_name=str(summary.get("aoi_name", summary["aoi_id"])),
+        aoi_names=summary.get("aoi_names") or None,
         lang=lang,
         licences=licences,
     )

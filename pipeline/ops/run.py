@@ -6,13 +6,10 @@ incrementally, resumed after a crash, on one Dask client.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
-import shutil
 import socket
-import sqlite3
 import sys
 import time
 import uuid
@@ -29,44 +26,28 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from pipeline.comply.rules import RULEBOOK_VERSION
 from pipeline.core.atomic import write_text
 from pipeline.core.config import Settings
-from pipeline.core.errors import NoDataError, PipelineError
+from pipeline.core.errors import PipelineError
 from pipeline.core.logcontext import log_context
 from pipeline.core.periods import Period
 from pipeline.core.records import Aoi, AoiResult
 from pipeline.ingest.aoi import AoiLoadFailure
 from pipeline.ingest.paths import sample_data_dir
-from pipeline.ops.aoi_run import make_run_id, run_aoi
-from pipeline.ops.cluster import PeakMemory, check_worker_paths, dask_client
+from pipeline.ops.aoi_batches import on_workers, run_on_workers
+from pipeline.ops.aoi_steps import Job, Step, disk_full_message, guarded, plan_step, record_step, run_job
+from pipeline.ops.cluster import PeakMemory, dask_client
 from pipeline.ops.detector_model import resolve_for_aois
-from pipeline.ops.incremental import input_files, input_fingerprints, plan_aoi
 from pipeline.ops.load_failures import record_load_failures
 from pipeline.ops.night_delivery import deliver_pending, without_delivery
+from pipeline.report.index import write_index
 from pipeline.state.integrity import check_state
 from pipeline.state.lock import lock_path_for, run_lock
-from pipeline.state.runledger import DONE_STATUSES, RunLedger, code_version, model_hash
+from pipeline.state.runledger import RunLedger, code_version, model_hash
 
 log = logging.getLogger(__name__)
 
 #: Test hook: seconds to sleep after each finished AOI, so a test can ``kill -9`` a run
 #: between two AOIs deterministically. Never set in production.
 PAUSE_ENV = "ASM_PAUSE_AFTER_AOI_S"
-
-
-def disk_full_message(exc: BaseException, out_dir: Path) -> str | None:
-    """The error a user sees when ``exc`` means the disk (or quota) is full, else None."""
-    sqlite_full = isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
-    if not sqlite_full and not (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
-        return None
-    where = Path(getattr(exc, "filename", None) or out_dir)
-    try:
-        free = f"{shutil.disk_usage(where if where.is_dir() else where.parent).free / 2**20:.1f} MiB free"
-    except OSError:
-        free = "free space unknown"
-    return (
-        f"No space left on the disk of {where} ({free}). Free some space there, or pass "
-        "--out / --state-db on a larger disk, then run the same command again: files written "
-        "so far are whole (atomic writes) and the AOI is recomputed."
-    )
 
 
 def new_run_id() -> str:
@@ -134,25 +115,31 @@ def run(
             logging_redirect_tqdm(),
         ):
             log.info("run %s: %d AOIs, state %s", run_id, len(aois), settings.state_path)
-            bar = tqdm(aois, desc="AOIs", unit="aoi", disable=not show, file=sys.stderr)
-            for seq, aoi in enumerate(bar):
-                bar.set_postfix_str(aoi.aoi_id)
-                step = _Step(seq=seq, run_id=run_id, ledger=ledger, client=client, mem=mem)
-                with log_context(aoi_id=aoi.aoi_id):
-                    res = _one_aoi(
-                        aoi,
-                        step=step,
-                        settings=without_delivery(settings),  # delivered once, below
-                        period=period,
-                        out_dir=out_dir,
-                        root=root,
-                        incremental=incremental,
-                        force=force,
-                    )
-                results.append(res)
-                _pause_for_tests()
+            bar = tqdm(total=len(aois), desc="AOIs", unit="aoi", disable=not show, file=sys.stderr)
+            night = _Night(run_id=run_id, ledger=ledger, client=client, mem=mem, bar=bar, results=results)
+            night.run_all(
+                aois,
+                settings=without_delivery(settings),  # delivered once, below
+                period=period,
+                out_dir=out_dir,
+                root=root,
+                incremental=incremental,
+                force=force,
+            )
+            # one index and one set of basin-wide tables, from every AOI's run.json
+            _write_index(out_dir, settings=settings)
     deliver_pending(out_dir, settings=settings)  # every AOI's pending alerts, outside the lock
     return results
+
+
+def _write_index(out_dir: Path, *, settings: Settings) -> None:
+    """The output folder's index; failing to write it (a full disk) fails no AOI: every AOI's
+    own outputs are whole, and the next night writes the index again."""
+    try:
+        write_index(out_dir, lang=settings.lang)
+    except (PipelineError, OSError, ValueError) as exc:
+        full = disk_full_message(exc, out_dir)
+        log.error("the index of %s was not written: %s", out_dir, full or exc)
 
 
 def _open_ledger(state_path: Path) -> RunLedger:
@@ -248,142 +235,75 @@ def _recorded(
     )
 
 
-@dataclass(frozen=True)
-class _Step:
-    """Where one AOI stands in the night: its place, the invocation, the shared resources."""
+@dataclass
+class _Night:
+    """The AOIs of one invocation: planned and recorded here; computed here or in worker
+    batches (:mod:`pipeline.ops.aoi_batches`)."""
 
-    seq: int
     run_id: str
     ledger: RunLedger
     client: Any
     mem: PeakMemory
+    bar: Any
+    results: list[AoiResult]
 
-
-def _one_aoi(
-    aoi: Aoi,
-    *,
-    step: _Step,
-    settings: Settings,
-    period: Period | None,
-    out_dir: Path,
-    root: Path,
-    incremental: bool,
-    force: bool,
-) -> AoiResult:
-    """Plan, run (or skip) one AOI and record it in the ledger; its failure is its own."""
-    t0 = time.perf_counter()
-    step.mem.reset()
-    step.ledger.start_aoi(step.run_id, aoi.aoi_id, seq=step.seq, period=str(period) if period else None)
-    res = AoiResult(aoi_id=aoi.aoi_id)
-    inputs: dict[str, str] = {}
-    try:
-        res, inputs = _plan_and_run(
-            aoi,
-            step=step,
-            settings=settings,
-            period=period,
-            out_dir=out_dir,
-            root=root,
-            incremental=incremental,
-            force=force,
+    def run_all(
+        self,
+        aois: Sequence[Aoi],
+        *,
+        settings: Settings,
+        period: Period | None,
+        out_dir: Path,
+        root: Path,
+        incremental: bool,
+        force: bool,
+    ) -> None:
+        """Plan every AOI, send those without imagery to the workers, compute the others
+        here meanwhile, and record each as it ends."""
+        here: list[Job] = []
+        there: list[Job] = []
+        for seq, aoi in enumerate(aois):
+            with log_context(aoi_id=aoi.aoi_id):
+                planned = self._plan(aoi, seq=seq, settings=settings, period=period, root=root,
+                                     incremental=incremental, force=force, out_dir=out_dir)  # fmt: skip
+            if isinstance(planned, Job):
+                (there if on_workers(planned, settings=settings, client=self.client) else here).append(
+                    planned
+                )
+        finished = (
+            run_on_workers(self.client, there, settings=settings, out_dir=out_dir, ledger_run_id=self.run_id)
+            if there
+            else iter(())
         )
-    except NoDataError as exc:
-        log.warning("AOI %s: no usable data: %s", aoi.aoi_id, exc)
-        res.status, res.error = "no_data", str(exc)
-    except PipelineError as exc:
-        log.error("AOI %s failed: %s", aoi.aoi_id, exc)
-        res.status, res.error = "failed", str(exc)
-    except Exception as exc:  # one AOI's bug must not stop the night's other AOIs
-        full = disk_full_message(exc, out_dir)
-        if full:
-            log.error("AOI %s failed: %s", aoi.aoi_id, full)
-            res.status, res.error = "failed", full
-        else:
-            log.exception("AOI %s failed unexpectedly", aoi.aoi_id)
-            res.status, res.error = "failed", f"{type(exc).__name__}: {exc}"
-    res.timings_s["total"] = round(time.perf_counter() - t0, 3)
-    res.peak_rss_mib = step.mem.peak_mib
-    res.ledger_run_id = step.run_id
-    _record(step, res, inputs=inputs)
-    return res
+        for job in here:
+            self.mem.reset()
+            res = run_job(job, settings=settings, out_dir=out_dir, ledger_run_id=self.run_id)
+            res.peak_rss_mib = self.mem.peak_mib
+            self._done(res, inputs=job.inputs)
+        for job, res in finished:
+            self._done(res, inputs=job.inputs)
+        order = {a.aoi_id: i for i, a in enumerate(aois)}
+        self.results.sort(key=lambda r: order.get(r.aoi_id, len(order)))  # stable: failures last
 
+    def _plan(self, aoi: Aoi, *, seq: int, out_dir: Path, **kw: Any) -> AoiResult | Job:
+        self.ledger.start_aoi(
+            self.run_id, aoi.aoi_id, seq=seq, period=str(kw["period"]) if kw["period"] else None
+        )
+        t0 = time.perf_counter()
+        step = Step(seq=seq, run_id=self.run_id, ledger=self.ledger, client=self.client, mem=self.mem)
+        planned = guarded(aoi.aoi_id, lambda: plan_step(aoi, step=step, **kw), out_dir=out_dir)
+        if isinstance(planned, Job):
+            return planned
+        planned.timings_s["total"] = round(time.perf_counter() - t0, 3)
+        planned.ledger_run_id = self.run_id
+        planned.peak_rss_mib = self.mem.peak_mib
+        self._done(planned, inputs={})
+        return planned
 
-def _plan_and_run(
-    aoi: Aoi,
-    *,
-    step: _Step,
-    settings: Settings,
-    period: Period | None,
-    out_dir: Path,
-    root: Path,
-    incremental: bool,
-    force: bool,
-) -> tuple[AoiResult, dict[str, str]]:
-    """The AOI's result and the input fingerprints it consumed: up to date, skipped (same
-    run already done) or run."""
-    ledger = step.ledger
-    res = AoiResult(aoi_id=aoi.aoi_id)
-    last = ledger.last_success(aoi.aoi_id)
-    plan = plan_aoi(
-        aoi,
-        root=root,
-        period=period,
-        incremental=incremental,
-        processed=ledger.processed_inputs(aoi.aoi_id) if incremental else {},
-        last_success=last.finished if last else None,
-        today=datetime.now(UTC).date(),
-    )
-    res.period = str(plan.period) if plan.period else "all"
-    res.reason = plan.reason
-    if plan.action == "up_to_date":
-        assert last is not None
-        res.status, res.run_id, res.outputs = "up_to_date", last.aoi_run_id or "", last.outputs
-        res.period = last.period or ""
-        log.info("AOI %s up to date: %s", aoi.aoi_id, plan.reason)
-        return res, {}
-    inputs = input_fingerprints(plan.aoi, root=root)
-    aoi_run_id = make_run_id(plan.aoi, plan.period, inputs, settings)
-    done = None if force else ledger.completed(aoi.aoi_id, aoi_run_id)
-    if done is not None and all(Path(p).exists() for p in done.outputs.values()):
-        res.status, res.run_id, res.outputs = "skipped", aoi_run_id, done.outputs
-        res.reason = f"already done by run {done.run_id} (same inputs, settings and code)"
-        log.info("AOI %s: %s; --force recomputes", aoi.aoi_id, res.reason)
-        return res, {}
-    log.info("AOI %s: %s", aoi.aoi_id, plan.reason)
-    check_worker_paths(step.client, input_files(plan.aoi, root=root))
-    res = run_aoi(
-        plan.aoi, settings=settings, period=plan.period, out_dir=out_dir, inputs=inputs, run_id=aoi_run_id
-    )
-    res.period, res.reason = str(plan.period) if plan.period else "all", plan.reason
-    return res, inputs
-
-
-def _record(step: _Step, res: AoiResult, *, inputs: dict[str, str]) -> None:
-    """The AOI's line in the run ledger; inputs count as processed only when it finished."""
-    step.ledger.finish_aoi(
-        step.run_id,
-        res.aoi_id,
-        status=res.status,
-        aoi_run_id=res.run_id or None,
-        period=res.period or None,
-        error=res.error,
-        duration_s=res.timings_s["total"],
-        peak_rss_mib=res.peak_rss_mib,
-        timings=res.timings_s,
-        counts={
-            "detections": res.detections,
-            "mining_detections_ha": res.detections_ha,
-            "flags_by_rule": res.flags_by_rule,
-            "flagged_ha": res.flagged_ha,
-            "alerts": res.alerts_queued,
-        },
-        outputs=res.outputs,
-        inputs=inputs if res.status in (*DONE_STATUSES, "failed") else {},
-    )
-    log.info(
-        "AOI %s %s in %.1f s (peak %.0f MiB)",
-        res.aoi_id,
-        res.status,
-        res.timings_s["total"],
-        res.peak_rss_mib,
-    )
+    def _done(self, res: AoiResult, *, inputs: dict[str, str]) -> None:
+        with log_context(aoi_id=res.aoi_id):
+            record_step(self.ledger, self.run_id, res, inputs=inputs)
+        self.results.append(res)
+        self.bar.update(1)
+        self.bar.set_postfix_str(res.aoi_id)
+        _pause_for_tests()

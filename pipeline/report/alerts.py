@@ -29,7 +29,13 @@ ALERT_STATUSES = ("new", "worsening")
 
 
 def alert_payloads(
-    flags: gpd.GeoDataFrame, *, map_link: str, min_severity: str = "medium", aoi_name: str = ""
+    flags: gpd.GeoDataFrame,
+    *,
+    map_link: str,
+    min_severity: str = "medium",
+    aoi_name: str = "",
+    aoi_country: str | None = None,
+    aoi_collection: str | None = None,
 ) -> list[dict[str, Any]]:
     """One alert per flag that is new or worsening and at least ``min_severity``.
 
@@ -54,6 +60,9 @@ def alert_payloads(
                 "reason_note": json_object(rec.get("reason_note")),
                 "aoi_id": rec["aoi_id"],
                 "aoi_name": aoi_name or rec["aoi_id"],
+                # subscriptions may name AOIs by country or by collection (issue 19)
+                "aoi_country": aoi_country,
+                "aoi_collection": aoi_collection,
                 "site_id": plain(rec.get("site_id")),
                 "site_name": plain(rec.get("site_name")),
                 "licence_status": plain(rec.get("licence_status")),

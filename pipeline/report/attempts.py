@@ -7,7 +7,7 @@ import logging
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from pipeline.report.subscriptions import Subscription
@@ -18,11 +18,49 @@ log = logging.getLogger(__name__)
 
 
 class Channel(Protocol):
-    """A way to reach a subscriber. ``send`` raises DeliveryError when an attempt fails."""
+    """A way to reach a subscriber. ``send`` raises DeliveryError when an attempt fails. A
+    channel that can send a backlog as one digest has ``send_digest`` (same arguments); one
+    without gets the backlog through ``send``."""
 
     name: str
 
     def send(self, alerts: Sequence[Mapping[str, Any]], *, sub: Subscription) -> None: ...
+
+
+def backlog_ids(alerts: Sequence[Mapping[str, Any]], *, max_age_days: int) -> set[str]:
+    """Ids of the ``alerts`` whose incident was last seen more than ``max_age_days`` before
+    the newest evidence of the run that queued them (the latest ``last_seen`` of that run's
+    alerts, per ``run_id`` and AOI): the backlog a first run or a backfill finds. Counted from
+    the run's evidence, not today's date, so the newest findings of a backfill over imagery or
+    detection files published months late still go out one by one. An alert without a
+    readable ``last_seen`` is never backlog; ``max_age_days`` 0 = no backlog."""
+    if max_age_days <= 0:
+        return set()
+    seen: dict[str, date] = {}
+    for a in alerts:
+        day = _day(a.get("last_seen"))
+        if day is not None:
+            seen[str(a["alert_id"])] = day
+    newest: dict[tuple[str, str], date] = {}
+    for a in alerts:
+        if str(a["alert_id"]) in seen:
+            key = (str(a.get("run_id")), str(a.get("aoi_id")))
+            newest[key] = max(newest.get(key, date.min), seen[str(a["alert_id"])])
+    limit = timedelta(days=max_age_days)
+    return {
+        str(a["alert_id"])
+        for a in alerts
+        if str(a["alert_id"]) in seen
+        and newest[(str(a.get("run_id")), str(a.get("aoi_id")))] - seen[str(a["alert_id"])] > limit
+    }
+
+
+def _day(value: object) -> date | None:
+    """``2024-12-31`` (or a datetime's first ten characters) as a date; None otherwise."""
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -46,14 +84,16 @@ def attempt(
     backoff_s: float,
     backoff_max_s: float,
     sleep: Callable[[float], None],
+    backlog: bool = False,
 ) -> Outcome:
     """Try up to ``max_attempts`` times with exponential backoff, or the ``Retry-After`` the
     receiver asked for when that is no longer than ``backoff_max_s``; a longer one ends the
-    attempts (``not_before`` set)."""
+    attempts (``not_before`` set). A ``backlog`` batch goes as one digest (``send_digest``)."""
     error = None
+    send = getattr(channel, "send_digest", channel.send) if backlog else channel.send
     for k in range(max_attempts):
         try:
-            channel.send(batch, sub=sub)
+            send(batch, sub=sub)
             return Outcome("delivered", k + 1)
         except DeliveryError as exc:
             error = str(exc)

@@ -18,6 +18,13 @@ a longer one (capped at :data:`~pipeline.report.transport.RETRY_AFTER_MAX_S`) en
 for that subscriber and channel and is stored as ``not_before``: later passes leave the
 receiver alone until then (``--retry`` does not wait). Each attempt is bounded by
 :data:`DELIVERY_DEADLINE_S` (``[alerts] deadline_s`` when that setting exists).
+
+Issue 18 (a first run or a backfill): alerts whose incident was last seen more than
+``[alerts] max_age_days`` before the newest evidence of the run that queued them
+(:func:`~pipeline.report.attempts.backlog_ids`) are not sent one by one; each subscription and
+channel gets them as one digest per pass (one webhook request listing them, one e-mail). Each
+alert is still recorded once per subscriber and channel: the digest's rows become
+``delivered`` together, with the digest's message id.
 """
 
 from __future__ import annotations
@@ -35,11 +42,11 @@ from typing import Any
 
 from pipeline.core.config import AlertParams, Settings, secret_from_env
 from pipeline.core.errors import ConfigError, DataNotFoundError
-from pipeline.report.attempts import Channel, Outcome, attempt_safely
+from pipeline.report.attempts import Channel, Outcome, attempt_safely, backlog_ids
 from pipeline.report.mail import EmailChannel, message_id
 from pipeline.report.subscriptions import Subscription, parse_subscriptions
 from pipeline.report.transport import DELIVERY_DEADLINE_S
-from pipeline.report.webhook import WebhookChannel, webhook_id
+from pipeline.report.webhook import WebhookChannel, digest_id, webhook_id
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +190,7 @@ def _finish(con: sqlite3.Connection, keys: list[tuple[str, str, str]], out: Outc
 
 
 def deliver(
-    outbox: Path,
+    outbox: Path | Sequence[Path],
     *,
     settings: Settings,
     retry: bool = False,
@@ -195,7 +202,7 @@ def deliver(
     Parameters
     ----------
     outbox
-        ``OUT_DIR/<aoi_id>/alerts/outbox``.
+        ``OUT_DIR/<aoi_id>/alerts/outbox``, or several: their backlog goes out as one digest.
     retry
         Also retry deliveries that failed for good (e.g. after fixing a refused endpoint).
     channels
@@ -212,13 +219,24 @@ def deliver(
         "webhook": WebhookChannel(timeout_s=params.timeout_s, deadline_s=deadline_s),
         "email": EmailChannel(params, deadline_s=deadline_s),
     }
-    alerts = {a["alert_id"]: a for a in read_outbox(outbox, errors=report.errors)}
+    boxes = [outbox] if isinstance(outbox, Path) else list(outbox)
+    alerts = {a["alert_id"]: a for box in boxes for a in read_outbox(box, errors=report.errors)}
+    backlog = backlog_ids(list(alerts.values()), max_age_days=params.max_age_days)
     with ledger(settings.state_path) as con:
         _queue(con, alerts, subs)
         for sub in subs:
             for ch in sub.channels:
                 _deliver_channel(
-                    con, chans, ch, alerts, sub, params=params, retry=retry, sleep=sleep, report=report
+                    con,
+                    chans,
+                    ch,
+                    alerts,
+                    sub,
+                    params=params,
+                    retry=retry,
+                    sleep=sleep,
+                    report=report,
+                    backlog=backlog,
                 )
     log.info(
         "alerts %s: %d delivered, %d pending, %d failed, %d delivered before",
@@ -269,14 +287,20 @@ def _queue(
     con.execute("COMMIT")
 
 
-def _batches(todo: list[str], alerts: Mapping[str, dict[str, Any]], *, digest: bool) -> list[list[str]]:
-    """One alert per message, or with ``digest`` one message per AOI."""
+def _batches(
+    todo: list[str], alerts: Mapping[str, dict[str, Any]], *, digest: bool, old: set[str]
+) -> list[tuple[list[str], bool]]:
+    """``(alert ids, backlog)`` per message: the backlog ``old`` (:func:`backlog_ids`) as one
+    digest first, then one alert per message, or with ``digest`` one message per AOI."""
+    recent = [a for a in todo if a not in old]
+    stale = [a for a in todo if a in old]  # none left to send: no (empty) digest at all
+    out: list[tuple[list[str], bool]] = [(stale, True)] if stale else []
     if not digest:
-        return [[a] for a in todo]
+        return out + [([a], False) for a in recent]
     by_aoi: dict[str, list[str]] = {}
-    for a in todo:
+    for a in recent:
         by_aoi.setdefault(alerts[a]["aoi_id"], []).append(a)
-    return list(by_aoi.values())
+    return out + [(ids, False) for ids in by_aoi.values()]
 
 
 def _deliver_channel(
@@ -290,8 +314,10 @@ def _deliver_channel(
     retry: bool,
     sleep: Callable[[float], None],
     report: DeliveryReport,
+    backlog: set[str],
 ) -> None:
-    """Send ``sub``'s undelivered alerts of ``alerts`` on channel ``ch``, counting into ``report``."""
+    """Send ``sub``'s undelivered alerts of ``alerts`` on channel ``ch``, counting into
+    ``report``; those in ``backlog`` as one digest."""
     rows = con.execute(
         "SELECT alert_id, state FROM alert_delivery WHERE subscriber=? AND channel=? ORDER BY alert_id",
         (sub.name, ch),
@@ -304,7 +330,8 @@ def _deliver_channel(
         report.errors.append(f"{sub.name}/{ch}: the receiver asked (Retry-After) to wait until {held}")
         return
     down = False
-    for ids in _batches(todo, alerts, digest=ch == "email" and sub.digest):
+    batches = _batches(todo, alerts, digest=ch == "email" and sub.digest, old=backlog)
+    for ids, as_digest in batches:
         if down:
             # endpoint down: do not spend the backoff on every alert; they stay pending for
             # the next pass
@@ -321,9 +348,12 @@ def _deliver_channel(
             backoff_s=params.backoff_s,
             backoff_max_s=params.backoff_max_s,
             sleep=sleep,
+            backlog=as_digest,
         )
         if ch == "email":
             out = replace(out, message_id=message_id(ids, sub.name))
+        elif as_digest:
+            out = replace(out, message_id=digest_id(ids, sub.name))
         _finish(con, [(a, sub.name, ch) for a in ids], out)
         setattr(report, out.state, getattr(report, out.state) + len(ids))
         if out.error and out.state != "delivered":

@@ -7,6 +7,7 @@ dotted keys: ``cat.t("field.reason")``, ``cat.t("map.flag_count", n=3)``.
 from __future__ import annotations
 
 import functools
+import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -109,3 +110,25 @@ def catalogue(lang: str) -> Catalogue:
         raise ConfigError(f"Language '{lang}' is not available. Use one of: {', '.join(LANGUAGES)}.")
     text = (files("pipeline") / "data" / "i18n" / f"{lang}.toml").read_text(encoding="utf-8")
     return Catalogue(lang=lang, strings=_flatten(tomllib.loads(text)))
+
+
+def aoi_name_in(names: Mapping[str, str] | None, *, lang: str, default: str) -> str:
+    """The AOI's name for readers of ``lang``: ``names[lang]`` (the AOI file's ``"names"``),
+    else ``default`` (its own name)."""
+    chosen = (names or {}).get(lang)
+    return chosen if isinstance(chosen, str) and chosen.strip() else default
+
+
+def named_reason_args(value: Any, *, aoi_name: str) -> Any:
+    """A flag's or alert's ``reason_args`` (dict or JSON text) with ``aoi_name`` set to the
+    reader's name of the AOI, so the translated sentence names it in the reader's language;
+    values without ``aoi_name`` (or unreadable ones) are returned unchanged."""
+    args = value
+    if isinstance(value, str):
+        try:
+            args = json.loads(value)
+        except ValueError:
+            return value
+    if not isinstance(args, Mapping) or "aoi_name" not in args:
+        return value
+    return {**args, "aoi_name": aoi_name}

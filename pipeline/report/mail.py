@@ -22,8 +22,8 @@ from email.utils import formatdate
 from typing import Any
 
 from pipeline.core.config import AlertParams, secret_from_env
-from pipeline.report.i18n import catalogue
-from pipeline.report.markup import esc, page, rows_table
+from pipeline.report.i18n import aoi_name_in, catalogue, named_reason_args
+from pipeline.report.markup import esc, grid_table, page, rows_table
 from pipeline.report.reasons import clause_text, reason_text
 from pipeline.report.subscriptions import Subscription
 from pipeline.report.transport import DELIVERY_DEADLINE_S, Deadline, DeliveryError
@@ -49,13 +49,25 @@ def message_id(alert_ids: Sequence[str], subscriber: str) -> str:
     return f"<digest-{digest}.{sub}@asm-monitor>"
 
 
+def local_aoi_name(alert: Mapping[str, Any], lang: str) -> str:
+    """The alert's AOI named for readers of ``lang`` (its ``aoi_names``), else as recorded."""
+    return aoi_name_in(
+        alert.get("aoi_names"), lang=lang, default=str(alert.get("aoi_name") or alert["aoi_id"])
+    )
+
+
 def _fields(alert: Mapping[str, Any], lang: str) -> dict[str, Any]:
     cat = catalogue(lang)
+    # the reason sentence names the AOI as the reader does
+    named = {
+        **alert,
+        "reason_args": named_reason_args(alert.get("reason_args"), aoi_name=local_aoi_name(alert, lang)),
+    }
     return {
         cat.t("field.rule"): cat.label("rule", alert["rule_id"]),
         cat.t("field.severity"): cat.label("severity", alert["severity"]),
         cat.t("field.status"): cat.label("status", alert["status"]),
-        cat.t("field.reason"): reason_text(alert, cat=cat),
+        cat.t("field.reason"): reason_text(named, cat=cat),
         cat.t("field.hectares"): cat.ha(alert.get("area_ha")),
         cat.t("field.first_seen"): alert.get("first_seen"),
         cat.t("field.last_seen"): alert.get("last_seen"),
@@ -67,24 +79,50 @@ def _fields(alert: Mapping[str, Any], lang: str) -> dict[str, Any]:
     }
 
 
-def build_message(alerts: Sequence[Mapping[str, Any]], *, sub: Subscription, sender: str) -> EmailMessage:
-    """One message for ``alerts`` (one alert, or a digest of one AOI's alerts)."""
+def _aoi_names(alerts: Sequence[Mapping[str, Any]], lang: str) -> str:
+    """The AOIs of ``alerts`` in ``lang``, each once, in order of appearance."""
+    return ", ".join(dict.fromkeys(local_aoi_name(a, lang) for a in alerts))
+
+
+def build_message(
+    alerts: Sequence[Mapping[str, Any]], *, sub: Subscription, sender: str, backlog_days: int | None = None
+) -> EmailMessage:
+    """One message for ``alerts``: one alert, a digest of one AOI's alerts, or with
+    ``backlog_days`` a subscription's backlog (incidents last seen more than that many days
+    before their run's newest evidence) as one compact table, oldest first."""
     cat = catalogue(sub.lang)
     first = alerts[0]
-    if len(alerts) == 1:
+    aoi = _aoi_names(alerts, sub.lang)
+    if backlog_days is not None:
+        alerts = sorted(alerts, key=lambda a: (str(a.get("last_seen") or ""), str(a["alert_id"])))
+        days = [str(a.get("last_seen") or "") for a in alerts if a.get("last_seen")]
+        subject = cat.t(
+            "alert.backlog_subject",
+            n=len(alerts),
+            aoi=aoi,
+            first=min(days, default="?"),
+            last=max(days, default="?"),
+        )
+        intro = cat.t("alert.backlog_intro", days=backlog_days)
+    elif len(alerts) == 1:
         subject = cat.t(
             "alert.subject",
             status=cat.label("status", first["status"]),
             rule=cat.label("rule", first["rule_id"]),
-            aoi=first.get("aoi_name", first["aoi_id"]),
+            aoi=aoi,
             ha=cat.ha(first.get("area_ha")),
         )
+        intro = cat.t("alert.intro")
     else:
-        subject = cat.t("alert.digest_subject", n=len(alerts), aoi=first.get("aoi_name", first["aoi_id"]))
-    footer = cat.t("alert.footer", aoi=first.get("aoi_name", first["aoi_id"]))
-    text_parts = [cat.t("alert.intro"), ""]
-    html_parts = [f"<p>{esc(cat.t('alert.intro'))}</p>"]
-    for alert in alerts:
+        subject, intro = cat.t("alert.digest_subject", n=len(alerts), aoi=aoi), cat.t("alert.intro")
+    footer = cat.t("alert.footer", aoi=aoi)
+    text_parts = [intro, ""]
+    html_parts = [f"<p>{esc(intro)}</p>"]
+    if backlog_days is not None:
+        text, html = _backlog_table(alerts, sub.lang)
+        text_parts += text
+        html_parts.append(html)
+    for alert in alerts if backlog_days is None else ():
         fields = _fields(alert, sub.lang)
         text_parts += [f"{k}: {v}" for k, v in fields.items() if v not in (None, "")] + [""]
         link = alert.get("map_link", "")
@@ -100,10 +138,38 @@ def build_message(alerts: Sequence[Mapping[str, Any]], *, sub: Subscription, sen
     msg["To"] = ", ".join(sub.email)
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = message_id([a["alert_id"] for a in alerts], sub.name)
-    msg["X-ASM-Alert-Ids"] = header_text(",".join(a["alert_id"] for a in alerts))
+    msg["X-ASM-Alert-Ids"] = header_text(", ".join(a["alert_id"] for a in alerts))
     msg.set_content("\n".join(text_parts))
     msg.add_alternative(page(title=subject, body="".join(html_parts), lang=sub.lang), subtype="html")
     return msg
+
+
+def _backlog_table(alerts: Sequence[Mapping[str, Any]], lang: str) -> tuple[list[str], str]:
+    """A backlog as text lines and one HTML table: one row per alert (AOI, rule, severity,
+    status, hectares, last seen, site, link to the flag on the map)."""
+    cat = catalogue(lang)
+    keys = ("aoi", "rule", "severity", "status", "hectares", "last_seen", "site", "map_link")
+    rows = []
+    for a in alerts:
+        rows.append(
+            [
+                local_aoi_name(a, lang),
+                cat.label("rule", a["rule_id"]),
+                cat.label("severity", a["severity"]),
+                cat.label("status", a["status"]),
+                cat.ha(a.get("area_ha")),
+                str(a.get("last_seen") or ""),
+                str(a.get("site_id") or ""),
+                str(a.get("map_link") or ""),
+            ]
+        )
+    text = [" · ".join(v for v in row if v) for row in rows] + [""]
+    body = [
+        [esc(v) for v in row[:-1]]
+        + [f"<a href='{esc(row[-1])}'>{esc(cat.t('field.map_link'))}</a>" if row[-1] else ""]
+        for row in rows
+    ]
+    return text, grid_table([esc(cat.t(f"field.{k}")) for k in keys], body)
 
 
 class _SMTP(smtplib.SMTP):
@@ -132,12 +198,26 @@ class EmailChannel:
 
     def send(self, alerts: Sequence[Mapping[str, Any]], *, sub: Subscription) -> None:
         """Send one message for ``alerts``; raise :class:`DeliveryError` on failure."""
-        p = self.params
-        if not p.smtp_host:
+        p = self._params_for(sub)
+        self._send(build_message(alerts, sub=sub, sender=p.smtp_from))
+
+    def send_digest(self, alerts: Sequence[Mapping[str, Any]], *, sub: Subscription) -> None:
+        """Send ``alerts`` (a backlog) as one message with one table; raise
+        :class:`DeliveryError` on failure."""
+        p = self._params_for(sub)
+        self._send(build_message(alerts, sub=sub, sender=p.smtp_from, backlog_days=p.max_age_days))
+
+    def _params_for(self, sub: Subscription) -> AlertParams:
+        """The settings, refusing (for good) when no SMTP host is set."""
+        if not self.params.smtp_host:
             raise DeliveryError(
                 f"Subscription '{sub.name}' wants e-mail but [alerts] smtp_host is not set.", retryable=False
             )
-        msg = build_message(alerts, sub=sub, sender=p.smtp_from)
+        return self.params
+
+    def _send(self, msg: EmailMessage) -> None:
+        """One SMTP session that sends ``msg``, within the deadline."""
+        p = self.params
         try:
             with Deadline(self.deadline_s) as deadline, _SMTP(deadline=deadline, timeout=p.timeout_s) as smtp:
                 smtp.connect(p.smtp_host, p.smtp_port)

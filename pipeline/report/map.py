@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -24,13 +24,14 @@ import geopandas as gpd
 
 from pipeline.comply.figures import flag_count
 from pipeline.core.atomic import write_text
-from pipeline.core.records import WGS84
+from pipeline.core.records import KIND_TURBIDITY, WGS84
 from pipeline.report.assets import assert_offline, inline_head
-from pipeline.report.i18n import Catalogue, catalogue
+from pipeline.report.i18n import Catalogue, aoi_name_in, catalogue, named_reason_args
 from pipeline.report.map_html import (
     MAP_CSS,
     SEVERITY_COLOURS,
     SITE_COLOURS,
+    TURBID_COLOUR,
     flag_popup,
     legend_html,
     period_colours,
@@ -42,6 +43,7 @@ from pipeline.report.sites import site_states
 __all__ = [
     "SEVERITY_COLOURS",
     "SITE_COLOURS",
+    "TURBID_COLOUR",
     "SceneImage",
     "period_colours",
     "render_map",
@@ -74,6 +76,7 @@ def render_map(
     scorecards: dict[str, str] | None = None,
     chips: dict[str, list[tuple[str, str, str]]] | None = None,
     images: Sequence[SceneImage] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> str:
     """HTML of the AOI map (self-contained but for basemap tiles).
 
@@ -91,17 +94,28 @@ def render_map(
     images
         True-colour images of the places with imagery, drawn under everything else as two
         layers a reader switches on (before, after).
+    names
+        The AOI's name by language (``Aoi.names``): the page, legend, outline and reasons
+        name the AOI in ``lang`` when given, else as ``title``.
     """
     vb, elements = _elements()
     cat = catalogue(lang)
     scorecards = scorecards or {}
+    title = aoi_name_in(names, lang=lang, default=title)
+    if names and "reason_args" in flags:
+        # the reason sentences name the AOI as the reader does
+        flags = flags.assign(reason_args=[named_reason_args(v, aoi_name=title) for v in flags["reason_args"]])
     page, fmap, tiles = _new_page(aoi, title=title, cat=cat)
     _add_images(fmap, images or [], cat=cat)
-    _add_aoi(fmap, aoi, cat=cat)
+    _add_aoi(fmap, aoi, cat=cat, name=title if names else None)
     has_sites = sites is not None and len(sites) > 0
     if sites is not None and has_sites:
         _add_sites(fmap, sites, flags, cat=cat, scorecards=scorecards)
-    periods = _add_detections(fmap, detections, cat=cat) if len(detections) else {}
+    # mining by first-seen period (blues); turbid water in a colour of its own, on its own layer
+    turbid = detections["kind"] == KIND_TURBIDITY
+    periods = _add_detections(fmap, detections[~turbid], cat=cat) if (~turbid).any() else {}
+    if turbid.any():
+        _add_detections(fmap, detections[turbid], cat=cat, colour=TURBID_COLOUR)
     _add_flags(fmap, flags, cat=cat, scorecards=scorecards, chips=chips or {})
     vb.LayerControl(collapsed=False).add_to(fmap)
     legend = legend_html(
@@ -112,6 +126,7 @@ def render_map(
         attribution=attribution,
         run_id=run_id,
         has_sites=has_sites,
+        has_turbid=bool(turbid.any()),
     )
     page.html.add_child(vb.Verbatim(legend), name="asm_legend")
     fmap.add_child(elements.PageScript(tiles=tiles))
@@ -184,9 +199,10 @@ def _add_images(fmap: Any, images: Sequence[SceneImage], *, cat: Catalogue) -> N
         group.add_to(fmap)
 
 
-def _add_aoi(fmap: Any, aoi: gpd.GeoDataFrame, *, cat: Catalogue) -> None:
+def _add_aoi(fmap: Any, aoi: gpd.GeoDataFrame, *, cat: Catalogue, name: str | None = None) -> None:
+    """The outline, its tooltip the AOI's ``name`` in the reader's language (else the frame's)."""
     a = aoi.to_crs(WGS84)
-    view = a[["geometry"]].assign(_tip=[esc(n) for n in a["name"]])
+    view = a[["geometry"]].assign(_tip=[esc(name if name is not None else n) for n in a["name"]])
     outline = {"color": "#2c3e50", "weight": 3, "fill": False}
     _add_layer(fmap, view, name=cat.t("map.layer_aoi"), style=lambda _: outline, popup=False)
 
@@ -220,15 +236,18 @@ def _add_sites(
     _add_layer(fmap, view, name=cat.t("map.layer_sites"), style=style)
 
 
-def _add_detections(fmap: Any, detections: gpd.GeoDataFrame, *, cat: Catalogue) -> dict[str, str]:
-    """Draw the detections coloured by period; return period label -> colour for the legend."""
+def _add_detections(
+    fmap: Any, detections: gpd.GeoDataFrame, *, cat: Catalogue, colour: str | None = None
+) -> dict[str, str]:
+    """Draw the detections coloured by period (or all in ``colour``, as turbid water on its
+    own layer); return period label -> colour for the legend."""
     d = detections.to_crs(WGS84)
     # a scene without a date has neither: say "unknown", never "None"
     labels = [
         str(p) if not is_blank(p) else str(fs)[:4] if not is_blank(fs) else cat.t("unknown")
         for p, fs in zip(d["period"], d["first_seen"], strict=True)
     ]
-    periods = period_colours(labels)
+    periods = period_colours(labels) if colour is None else dict.fromkeys(labels, colour)
     tips = [
         esc(f"{cat.label('kind', k)} · {p} · {cat.ha(a)} ha")
         for k, p, a in zip(d["kind"], labels, d["area_ha"], strict=True)
@@ -241,7 +260,8 @@ def _add_detections(fmap: Any, detections: gpd.GeoDataFrame, *, cat: Catalogue) 
         colour = f["properties"]["_c"]
         return {"color": colour, "weight": 1, "fillColor": colour, "fillOpacity": 0.55}
 
-    _add_layer(fmap, view, name=cat.t("map.layer_detections"), style=style, popup=False)
+    name = cat.t("map.layer_detections") if colour is None else cat.label("kind", KIND_TURBIDITY)
+    _add_layer(fmap, view, name=name, style=style, popup=False)
     return periods
 
 

@@ -24,6 +24,9 @@ SITE_COLOURS = {
 # one blue family, older detections pale, newest dark: no period colour can be read as a site
 # state (green, purple) or a severity (red, orange, yellow)
 _RAMP = ["#c6dbef", "#6baed6", "#2171b5", "#08519c", "#08306b"]
+#: turbid water (a sediment plume): sepia brown, never a period's blue, so a turbid river is
+#: not read as bare ground of the same year; CIELAB distance >= 39 from every other map colour
+TURBID_COLOUR = "#704214"
 MAP_CSS = (
     ".leaflet-container{background:#dfe6e9}"
     ".asm-box{background:rgba(255,255,255,.94);padding:6px 8px;border:1px solid #999;border-radius:4px;"
@@ -123,8 +126,10 @@ def legend_html(
     attribution: str,
     run_id: str,
     has_sites: bool,
+    has_turbid: bool = False,
 ) -> str:
-    """The legend box (title, counts, colours, attribution) and the hidden tiles-offline note."""
+    """The legend box (title, counts, colours, attribution) and the hidden tiles-offline note.
+    ``periods`` colour the mining detections; turbid water (``has_turbid``) has its own colour."""
 
     def swatch(colour: str, label: str) -> str:
         return f"<div><i style='background:{esc(colour)}'></i>{esc(label)}</div>"
@@ -132,6 +137,7 @@ def legend_html(
     sites = "".join(swatch(c, cat.t(f"site_state.{k}")) for k, c in SITE_COLOURS.items())
     sev = "".join(swatch(SEVERITY_COLOURS[k], cat.label("severity", k)) for k in ("high", "medium", "low"))
     det = "".join(swatch(c, p) for p, c in periods.items())
+    turbid = swatch(TURBID_COLOUR, cat.label("kind", "turbidity")) if has_turbid else ""
     generated = cat.t(
         "generated", version=__version__, run_id=run_id or "-", date=datetime.now(UTC).date().isoformat()
     )
@@ -141,6 +147,7 @@ def legend_html(
         + (f"<div><b>{esc(cat.t('map.legend_sites'))}</b>{sites}</div>" if has_sites else "")
         + f"<div><b>{esc(cat.t('map.legend_flags'))}</b>{sev}</div>"
         + (f"<div><b>{esc(cat.t('map.legend_detections'))}</b>{det}</div>" if periods else "")
+        + (f"<div><b>{esc(cat.t('map.legend_water'))}</b>{turbid}</div>" if has_turbid else "")
         + f"<small class='muted'>{esc(attribution)}<br>{esc(generated)}</small></div>"
         f"<div id='asm-tiles-note' class='asm-box' role='status'>{esc(cat.t('map.tiles_offline'))}</div>"
     )

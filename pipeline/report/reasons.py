@@ -55,6 +55,11 @@ def reason_text(flag: Mapping[str, Any], *, cat: Catalogue) -> str:
     english = "" if is_blank(flag.get("reason")) else str(flag["reason"])
     args = json_object(flag.get("reason_args"))
     template = cat.strings.get(f"reason.{flag.get('rule_id')}")
+    also = flag.get("also_rule")
+    if template is not None and isinstance(also, str) and also:
+        # a title finding inside a protected area: both rules' sentences, in one flag
+        second = cat.strings.get(f"reason.{also}")
+        template = f"{template} {second}" if second is not None else None
     if args is None or template is None or not set(template_fields(template)) <= set(args):
         # older flags: the stored sentence beats a template with values it never had
         return english
@@ -74,4 +79,8 @@ def clause_text(flag: Mapping[str, Any], *, cat: Catalogue) -> str:
     own = "" if is_blank(flag.get("clause")) else str(flag["clause"])
     if cat.lang == "en" and own:
         return own
-    return cat.strings.get(f"clause.{flag.get('rule_id')}", own)
+    also = flag.get("also_rule")
+    keys = [f"clause.{flag.get('rule_id')}"] + ([f"clause.{also}"] if isinstance(also, str) and also else [])
+    if not all(k in cat.strings for k in keys):
+        return own
+    return " ".join(cat.strings[k] for k in keys)

@@ -16,11 +16,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
 
+from pipeline.report.i18n import aoi_name_in
 from pipeline.report.scorecard_files import SITE_CSV_COLUMNS, write_scorecard_files
 from pipeline.report.scorecard_page import STATUS_ORDER, render_scorecard, render_site_index
 from pipeline.report.sites import INVALID_LICENCE, scorecard_links, site_facts, site_slug, site_states
@@ -53,13 +55,18 @@ def write_scorecards(
     aoi_name: str,
     lang: str = "en",
     licences: pd.DataFrame | None = None,
+    aoi_names: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
     """Write ``<slug>.html`` and ``<slug>.csv`` per site, ``index.html``, ``sites.csv`` and
     ``licence_history.csv`` (when ``licences`` are given) into the folder ``target``,
     replacing it as a whole: the files are written into a temp folder beside it, which then
     takes its place (a reader sees the old set or the new one, and a thousand small files need
     no fsync each). Returns name -> path of the summary files.
+
+    ``aoi_names`` (``Aoi.names``) gives the AOI's name by language: the pages name it in
+    ``lang`` when it has one, else as ``aoi_name``.
     """
+    aoi_name = aoi_name_in(aoi_names, lang=lang, default=aoi_name)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

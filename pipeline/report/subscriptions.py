@@ -10,6 +10,12 @@ Configured as ``[[alerts.subscriptions]]`` tables (see :class:`pipeline.core.con
     lang = "pt"
 
     [[alerts.subscriptions]]
+    name = "peru-watch"                       # every AOI in Peru, and one collection
+    webhook_url = "https://ngo.example/hooks/peru"
+    countries = ["Peru"]
+    collections = ["amazon-indigenous-territories"]
+
+    [[alerts.subscriptions]]
     name = "on-premise"                       # a receiver inside the NGO's own network
     webhook_url = "http://10.20.0.5:9000/asm"
     allow_networks = ["10.20.0.0/16"]         # else private addresses are refused
@@ -42,6 +48,8 @@ _KEYS = {
     "secret_env",
     "email",
     "aois",
+    "countries",
+    "collections",
     "rules",
     "min_severity",
     "lang",
@@ -63,7 +71,12 @@ class Subscription:
     email: tuple[str, ...] = ()
     """Recipients; empty = no e-mail."""
     aois: tuple[str, ...] = ()
-    """AOI ids; empty = every AOI."""
+    """AOI ids. With ``countries`` and ``collections``: an alert matches when its AOI is
+    named by any of the three; all three empty = every AOI."""
+    countries: tuple[str, ...] = ()
+    """Countries of the AOIs (as the AOI files name them, e.g. ``"Peru"``; case-insensitive)."""
+    collections: tuple[str, ...] = ()
+    """AOI collection ids (e.g. ``"amazon-indigenous-territories"``)."""
     rules: tuple[str, ...] = ()
     """Rule ids; empty = every rule."""
     min_severity: str = "medium"
@@ -85,9 +98,20 @@ class Subscription:
     def wants(self, alert: Mapping[str, Any]) -> bool:
         """True when ``alert`` (an outbox payload) matches AOIs, rules and severity."""
         return (
-            (not self.aois or alert["aoi_id"] in self.aois)
+            self.wants_aoi(alert)
             and (not self.rules or alert["rule_id"] in self.rules)
             and SEVERITY_ORDER.get(alert["severity"], 0) >= SEVERITY_ORDER[self.min_severity]
+        )
+
+    def wants_aoi(self, alert: Mapping[str, Any]) -> bool:
+        """True when the alert's AOI is named by id, country or collection (or none is set)."""
+        if not (self.aois or self.countries or self.collections):
+            return True
+        country = str(alert.get("aoi_country") or "").casefold()
+        return (
+            alert["aoi_id"] in self.aois
+            or (bool(country) and country in {c.casefold() for c in self.countries})
+            or (alert.get("aoi_collection") is not None and alert.get("aoi_collection") in self.collections)
         )
 
 
@@ -148,6 +172,8 @@ def parse_subscriptions(
             secret_env=str(item.get("secret_env", "ASM_WEBHOOK_SECRET")),
             email=emails,
             aois=_strings(item.get("aois", ()), key="aois", where=where),
+            countries=_strings(item.get("countries", ()), key="countries", where=where),
+            collections=_strings(item.get("collections", ()), key="collections", where=where),
             rules=_strings(item.get("rules", ()), key="rules", where=where),
             min_severity=sev,
             lang=lang,

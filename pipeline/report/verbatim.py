@@ -127,6 +127,13 @@ def _walk(element: Element) -> Iterator[Element]:
         yield from _walk(child)
 
 
+def stable_ids(page: Page) -> None:
+    """Number the page's elements in tree order instead of branca's random ids, so the same
+    content renders to the same bytes (a night with nothing new rewrites nothing)."""
+    for i, element in enumerate(_walk(page)):
+        element._id = f"{i:08x}"
+
+
 def check_tree(page: Page) -> None:
     """Raise :class:`TemplateSourceError` when any element on ``page`` would compile rendered
     text as a template: a folium element not wrapped by :func:`verbatim`, an ``Element`` made

@@ -31,7 +31,7 @@ from pipeline.core.config import Secret, secret_from_env
 from pipeline.core.errors import ConfigError
 from pipeline.core.version import __version__
 from pipeline.report.http_post import HttpAnswer, post
-from pipeline.report.i18n import catalogue
+from pipeline.report.i18n import aoi_name_in, catalogue, named_reason_args
 from pipeline.report.reasons import clause_text, reason_text
 from pipeline.report.subscriptions import Subscription
 from pipeline.report.transport import (
@@ -53,7 +53,7 @@ from pipeline.report.webhook_url import (
     scrub,
 )
 
-__all__ = ["DeliveryError", "WebhookChannel", "body_for", "sign", "webhook_id"]
+__all__ = ["DeliveryError", "WebhookChannel", "body_for", "digest_body", "digest_id", "sign", "webhook_id"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,13 @@ log = logging.getLogger(__name__)
 def webhook_id(alert_id: str, subscriber: str) -> str:
     """Stable message id of one alert for one subscriber (``msg_<24 hex>``)."""
     return "msg_" + hashlib.sha256(f"{alert_id}|{subscriber}".encode()).hexdigest()[:24]
+
+
+def digest_id(alert_ids: Sequence[str], subscriber: str) -> str:
+    """Stable message id of one backlog digest for one subscriber (``msg_digest_<24 hex>`` of
+    its sorted alert ids): the same on every retry of the same digest."""
+    blob = "\n".join(sorted(alert_ids)) + f"|{subscriber}"
+    return "msg_digest_" + hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 def _key(secret: Secret) -> bytes:
@@ -86,16 +93,44 @@ def body_for(alert: Mapping[str, Any], *, lang: str = "en") -> bytes:
     bytes on every retry.
 
     ``data.reason`` and ``data.clause`` are in the subscriber's language (``data.lang``);
-    ``data.reason_en`` keeps the English sentence of record.
+    ``data.reason_en`` keeps the English sentence of record, ``data.aoi_name`` the AOI's name
+    of record and ``data.aoi_name_local`` its name in ``data.lang``.
     """
+    data = _data(alert, lang=lang)
+    doc = {"type": f"flag.{alert['status']}", "timestamp": alert.get("created", ""), "data": data}
+    return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _data(alert: Mapping[str, Any], *, lang: str) -> dict[str, Any]:
+    """An alert as a webhook's ``data``: reason and clause in ``lang``, ``aoi_name`` kept as
+    recorded, ``aoi_name_local`` the AOI's name in ``lang`` (its ``aoi_names``)."""
     cat = catalogue(lang)
-    data = dict(alert) | {
+    local = aoi_name_in(
+        alert.get("aoi_names"), lang=lang, default=str(alert.get("aoi_name") or alert["aoi_id"])
+    )
+    named = dict(alert) | {"reason_args": named_reason_args(alert.get("reason_args"), aoi_name=local)}
+    return dict(alert) | {
         "lang": lang,
-        "reason": reason_text(alert, cat=cat),
+        "aoi_name_local": local,
+        "reason": reason_text(named, cat=cat),
         "reason_en": alert.get("reason"),
         "clause": clause_text(alert, cat=cat),
     }
-    doc = {"type": f"flag.{alert['status']}", "timestamp": alert.get("created", ""), "data": data}
+
+
+def digest_body(alerts: Sequence[Mapping[str, Any]], *, lang: str = "en") -> bytes:
+    """The JSON body of a backlog digest: ``{"type": "flag.digest", "timestamp", "data":
+    {"count", "lang", "alert_ids", "alerts": [<data of each alert, as in body_for>]}}``, oldest
+    ``last_seen`` first; the same bytes on every retry."""
+    ordered = sorted(alerts, key=lambda a: (str(a.get("last_seen") or ""), str(a["alert_id"])))
+    data = {
+        "count": len(ordered),
+        "lang": lang,
+        "alert_ids": [a["alert_id"] for a in ordered],
+        "alerts": [_data(a, lang=lang) for a in ordered],
+    }
+    stamp = max((str(a.get("created") or "") for a in ordered), default="")
+    doc = {"type": "flag.digest", "timestamp": stamp, "data": data}
     return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -132,6 +167,22 @@ class WebhookChannel:
 
     def send(self, alerts: Sequence[Mapping[str, Any]], *, sub: Subscription) -> None:
         """Deliver ``alerts`` (one request each); raise :class:`DeliveryError` on failure."""
+        secret, url, allow = self._target(sub)
+        for alert in alerts:
+            msg_id, body = webhook_id(alert["alert_id"], sub.name), body_for(alert, lang=sub.lang)
+            self._deliver(msg_id, body, secret=secret, url=url, allow=allow, sub=sub)
+
+    def send_digest(self, alerts: Sequence[Mapping[str, Any]], *, sub: Subscription) -> None:
+        """Deliver ``alerts`` as one request (:func:`digest_body`, ``webhook-id``
+        :func:`digest_id`); raise :class:`DeliveryError` on failure."""
+        secret, url, allow = self._target(sub)
+        msg_id = digest_id([a["alert_id"] for a in alerts], sub.name)
+        self._deliver(
+            msg_id, digest_body(alerts, lang=sub.lang), secret=secret, url=url, allow=allow, sub=sub
+        )
+
+    def _target(self, sub: Subscription) -> tuple[Secret, WebhookUrl, list[Network]]:
+        """The signing secret and the checked URL of ``sub``'s endpoint."""
         secret = secret_from_env(sub.secret_env)
         if not secret:
             raise ConfigError(
@@ -143,28 +194,38 @@ class WebhookChannel:
             url = parse_webhook_url(sub.webhook_url, allow_networks=allow)
         except UrlPolicyError as exc:
             raise DeliveryError(f"{exc} (subscription '{sub.name}')", retryable=False) from None
-        for alert in alerts:
-            msg_id = webhook_id(alert["alert_id"], sub.name)
-            body = body_for(alert, lang=sub.lang)
-            ts = int(time.time())
-            headers = {
-                "content-type": "application/json",
-                "user-agent": f"asm-monitor/{__version__}",
-                "webhook-id": msg_id,
-                "webhook-timestamp": str(ts),
-                "webhook-signature": sign(msg_id, ts, body, secret=secret),
-            }
-            answer = self._post(url, body, headers, sub=sub, allow=allow)
-            _judge(answer, url=url, sub=sub)
-            log.debug(
-                "webhook %s -> %s: HTTP %d in %.2f s, %d bytes of the answer read%s",
-                msg_id,
-                sub.name,
-                answer.status,
-                answer.seconds,
-                answer.body_read,
-                " (the rest left unread)" if answer.truncated else "",
-            )
+        return secret, url, list(allow)
+
+    def _deliver(
+        self,
+        msg_id: str,
+        body: bytes,
+        *,
+        secret: Secret,
+        url: WebhookUrl,
+        allow: Sequence[Network],
+        sub: Subscription,
+    ) -> None:
+        """Sign and POST one message; raise :class:`DeliveryError` unless a 2xx answers."""
+        ts = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": f"asm-monitor/{__version__}",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": sign(msg_id, ts, body, secret=secret),
+        }
+        answer = self._post(url, body, headers, sub=sub, allow=allow)
+        _judge(answer, url=url, sub=sub)
+        log.debug(
+            "webhook %s -> %s: HTTP %d in %.2f s, %d bytes of the answer read%s",
+            msg_id,
+            sub.name,
+            answer.status,
+            answer.seconds,
+            answer.body_read,
+            " (the rest left unread)" if answer.truncated else "",
+        )
 
     def _post(
         self,

@@ -18,7 +18,6 @@ from pipeline.core.records import Aoi
 from pipeline.report.csvsafe import csv_text
 from pipeline.report.delivery import DeliveryReport, deliver
 from pipeline.report.exports import write_impact_csv
-from pipeline.report.index import write_index
 from pipeline.report.scorecard import write_scorecards
 
 log = logging.getLogger(__name__)
@@ -46,10 +45,9 @@ def write_extras(
     (``impact.csv`` per zone and period with each hectare counted once, ``impact_by_phase.csv``),
     ``licences`` (:func:`pipeline.state.licence_history.record_licences`) into the scorecards,
     ``flag_summary.csv`` (comply's :func:`~pipeline.comply.figures.figure_table`: counts and
-    hectares by rule, severity and status, each hectare once, and the run's total) and
-    ``out_dir/index.html``."""
+    hectares by rule, severity and status, each hectare once, and the run's total). The
+    output folder's index is written once per night (:func:`pipeline.report.index.write_index`)."""
     figures = figure_table(flags, detections, crs=aoi.equal_area_crs)
-    total = figures[figures["group_by"] == "total"].iloc[0]
     outputs: dict[str, Path] = {
         "flag_summary.csv": write_impact_csv(flags, detections, target / "flag_summary.csv", figures=figures)
     }
@@ -63,6 +61,7 @@ def write_extras(
             flags=flags,
             detections=detections,
             aoi_name=aoi.name,
+            aoi_names=aoi.names,
             lang=settings.lang,
             licences=licences,
         )
@@ -70,16 +69,6 @@ def write_extras(
         outputs["scorecards/sites.csv"] = written["sites.csv"]
         if "licence_history.csv" in written:
             outputs["scorecards/licence_history.csv"] = written["licence_history.csv"]
-    entry = {
-        "aoi_id": aoi.aoi_id,
-        "name": aoi.name,
-        "designation": aoi.designation,
-        "country": aoi.country,
-        "flags": int(total["count"]),
-        "flagged_ha": round(float(total["area_ha"]), 2),
-        "scorecards": sites is not None and len(sites) > 0,
-    }
-    write_index(out_dir, lang=settings.lang, current=entry)
     return outputs
 
 

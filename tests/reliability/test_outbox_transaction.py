@@ -122,7 +122,9 @@ def test_an_incident_committed_before_a_crash_is_still_announced_once(
     assert set(_outbox(root / "out")) == set(uninterrupted)
 
 
-def test_each_recovered_alert_reaches_the_receiver_once(night1: Path, tmp_path: Path) -> None:
+def test_each_recovered_alert_reaches_the_receiver_once(
+    night1: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """After the kill, the next two nights deliver every queued alert to a real Standard
     Webhooks receiver: delivered = queued, duplicated 0."""
     root = tmp_path / "deliver"
@@ -135,25 +137,22 @@ def test_each_recovered_alert_reaches_the_receiver_once(night1: Path, tmp_path: 
         f'[[alerts.subscriptions]]\nname = "ngo"\nwebhook_url = "http://127.0.0.1:{port}/hook"\n'
         'min_severity = "info"\n'
     )
-    old = os.environ.get("ASM_WEBHOOK_SECRET")
-    os.environ["ASM_WEBHOOK_SECRET"] = WEBHOOK_SECRET
+    monkeypatch.setenv("ASM_WEBHOOK_SECRET", WEBHOOK_SECRET)
     receiver = Receiver(port=port)
     try:
         for _night in (2, 3):
             assert main(["--config", str(config), *_argv(root)]) == 0
     finally:
         receiver.close()
-        if old is None:
-            os.environ.pop("ASM_WEBHOOK_SECRET", None)
-        else:
-            os.environ["ASM_WEBHOOK_SECRET"] = old
     queued = set(_outbox(root / "out"))
     got = [doc["data"]["alert_id"] for doc in receiver.accepted.values()]
     assert sorted(got) == sorted(queued)
     assert len(receiver.deliveries) == len(set(receiver.deliveries)) == len(queued)
 
 
-def test_the_night_delivery_writes_out_alerts_a_killed_run_only_committed(tmp_path: Path) -> None:
+def test_the_night_delivery_writes_out_alerts_a_killed_run_only_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A first night killed after its commit, and the AOI never run again (its source keeps
     failing, or it was retired): the night's delivery pass still finds its alerts in the state
     database, writes them into the outbox and delivers them."""
@@ -181,17 +180,12 @@ def test_the_night_delivery_writes_out_alerts_a_killed_run_only_committed(tmp_pa
             deliver_on_run=True,
         ),
     )
-    old = os.environ.get("ASM_WEBHOOK_SECRET")
-    os.environ["ASM_WEBHOOK_SECRET"] = WEBHOOK_SECRET
+    monkeypatch.setenv("ASM_WEBHOOK_SECRET", WEBHOOK_SECRET)
     receiver = Receiver(port=port)
     try:
         report = deliver_pending(out, settings=settings)
     finally:
         receiver.close()
-        if old is None:
-            os.environ.pop("ASM_WEBHOOK_SECRET", None)
-        else:
-            os.environ["ASM_WEBHOOK_SECRET"] = old
     assert report is not None
     assert (report.delivered, report.pending, report.failed) == (2, 0, 0)
     assert len(receiver.deliveries) == len(set(receiver.deliveries)) == 2

@@ -51,7 +51,9 @@ def _whole(folder: Path) -> None:
     hidden = [p.name for p in folder.rglob("*") if p.name.endswith(".tmp")]
     assert not hidden, hidden
     for p in _visible(folder):
-        if p.suffix == ".parquet":
+        if p.name == "impact.parquet":  # the basin-wide impact table has no geometry
+            pd.read_parquet(p)
+        elif p.suffix == ".parquet":
             gpd.read_parquet(p)
         elif p.suffix in (".geojson", ".json"):
             json.loads(p.read_text())

@@ -99,7 +99,8 @@ def receiver(secret_env: None) -> Iterator[Receiver]:
 
 
 def _settings(tmp_path: Path, **alerts: Any) -> Settings:
-    base = {"backoff_s": 0.01, "backoff_max_s": 0.05, "max_attempts": 3, "timeout_s": 5.0}
+    # max_age_days 0: every alert on its own (the backlog digest has its own tests)
+    base = {"backoff_s": 0.01, "backoff_max_s": 0.05, "max_attempts": 3, "timeout_s": 5.0, "max_age_days": 0}
     return Settings().with_overrides(
         {"state_db": str(tmp_path / "state.sqlite"), "alerts": {**base, **alerts}}
     )
@@ -216,7 +217,7 @@ def test_receiver_down_then_up_gets_every_alert_once(
         # pass 3 through the CLI, as cron would run it
         cfg = tmp_path / "asm.toml"
         cfg.write_text(
-            f'state_db = "{tmp_path / "state.sqlite"}"\n[alerts]\nbackoff_s = 0.01\n'
+            f'state_db = "{tmp_path / "state.sqlite"}"\n[alerts]\nbackoff_s = 0.01\nmax_age_days = 0\n'
             f'[[alerts.subscriptions]]\nname = "ngo"\nwebhook_url = "{subs[0]["webhook_url"]}"\nmin_severity = "info"\n'
         )
         assert main(["--config", str(cfg), "alerts", "--run", str(real_run)]) == 0
