@@ -102,3 +102,29 @@ def test_sites_validate_with_the_wrong_format_names_the_right_one(
     assert main(["sites", "validate", str(sample_data / SIGMINE), "--format", "native"]) == 2
     err = capsys.readouterr().err
     assert "has no column 'site_id' (format native)" in err and "--format sigmine" in err
+
+
+def test_the_compact_summary_counts_flags_as_the_index_does(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Above 12 AOIs one line each; the flag count is the problems' (no ``compliant``), as the
+    map legend and the index count them (issue 18 item 3)."""
+    from pipeline.cli.run import print_summary
+    from pipeline.core.records import AoiResult
+
+    results = [
+        AoiResult(
+            aoi_id=f"a{i}",
+            status="ok",
+            flags_by_rule={"compliant": 5, "unregistered_mining": 2},
+            flag_count=2,
+            flagged_ha=1.5,
+            alerts_queued=2,
+        )
+        for i in range(13)
+    ]
+    print_summary(results, tmp_path)
+    out = capsys.readouterr().out
+    assert "a12                ok               2          1.5       2" in out
+    assert "13 AOIs: 13 ok; 26 flags, 19.5 ha flagged, 26 alerts queued" in out
+    assert "flags by rule" not in out

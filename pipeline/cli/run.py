@@ -123,7 +123,7 @@ def _compact(results: list[AoiResult]) -> None:
     w = sys.stdout.write
     w(f"{'AOI':<18} {'status':<11} {'flags':>6} {'flagged ha':>12} {'alerts':>7}\n")
     for r in results:
-        w(f"{r.aoi_id:<18} {r.status:<11} {sum(r.flags_by_rule.values()):>6} {r.flagged_ha:>12,.1f} "
+        w(f"{r.aoi_id:<18} {r.status:<11} {r.flag_count:>6} {r.flagged_ha:>12,.1f} "
           f"{r.alerts_queued:>7}" + (f"  {r.error}" if r.error else "") + "\n")  # fmt: skip
     by_status: dict[str, int] = {}
     for r in results:
@@ -131,7 +131,7 @@ def _compact(results: list[AoiResult]) -> None:
     w(
         f"\n{len(results)} AOIs: "
         + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
-        + f"; {sum(sum(r.flags_by_rule.values()) for r in results)} flags, "
+        + f"; {sum(r.flag_count for r in results)} flags, "
         f"{sum(r.flagged_ha for r in results):,.1f} ha flagged, "
         f"{sum(r.alerts_queued for r in results)} alerts queued\n"
     )

@@ -138,6 +138,9 @@ class AoiResult:
     flags_by_severity: dict[str, int] = field(default_factory=dict)
     flags_by_status: dict[str, int] = field(default_factory=dict)
     flagged_ha: float = 0.0
+    flag_count: int = 0
+    """Flags that are problems seen this period (what the map legend and the index count:
+    not ``compliant``, not carried over unseen)."""
     alerts_queued: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
     period: str = ""

@@ -14,6 +14,7 @@ import logging
 import os
 import tomllib
 from collections import OrderedDict
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,14 @@ def read_external_detections(pattern: Path, *, fmt: str) -> gpd.GeoDataFrame:
         files are read once per process while they stay unchanged.
     """
     return _cached(pattern, fmt=fmt).copy()
+
+
+def external_detection_dates(pattern: Path, *, fmt: str) -> list[date]:
+    """Every ``first_seen`` / ``last_seen`` date of the files' detections (no copy of the
+    table: a basin night asks once per AOI for the same files)."""
+    frame = _cached(pattern, fmt=fmt)
+    values = pd.concat([frame["first_seen"], frame["last_seen"]]).dropna().unique()
+    return [v if isinstance(v, date) else pd.Timestamp(v).date() for v in values]
 
 
 def external_detections_within(pattern: Path, *, fmt: str, within: BaseGeometry) -> gpd.GeoDataFrame:

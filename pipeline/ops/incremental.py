@@ -37,7 +37,7 @@ from pipeline.core.periods import Period
 from pipeline.core.records import Aoi
 from pipeline.ingest.paths import resolve_input
 from pipeline.ingest.sources import RemoteScene, remote_listing
-from pipeline.ingest.vectors import read_external_detections
+from pipeline.ingest.vectors import external_detection_dates
 
 
 def fingerprint(path: Path) -> str:
@@ -109,8 +109,9 @@ def external_dates(aoi: Aoi, *, root: Path) -> list[date]:
     spec = aoi.inputs.get("detections")
     if not spec:
         return []
-    frame = read_external_detections(root / spec["path"], fmt=spec.get("format", "native"))
-    found = (as_date(v) for col in ("first_seen", "last_seen") for v in frame[col])
+    found = (
+        as_date(v) for v in external_detection_dates(root / spec["path"], fmt=spec.get("format", "native"))
+    )
     return [d for d in found if d is not None]
 
 

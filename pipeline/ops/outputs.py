@@ -161,6 +161,7 @@ def _count(result: AoiResult, made: AoiProducts, *, aoi: Aoi, alerts: int) -> No
     }
     # one definition of the flagged area (each hectare once), shared with the CSV, map and index
     result.flagged_ha = round(run_figures(flags, detections, crs=aoi.equal_area_crs).flagged_ha, 2)
+    result.flag_count = flag_count(flags)
     result.alerts_queued = alerts
 
 
@@ -212,7 +213,7 @@ def _summary(
         "index": index_entry(
             aoi,
             impact=made.impact.summary if made.impact is not None else None,
-            flags=flag_count(made.flag_table),  # the problems, as the map legend counts them
+            flags=result.flag_count,  # the problems, as the map legend counts them
             flags_by_severity=result.flags_by_severity,
             flagged_ha=result.flagged_ha,
             scorecards=made.sites is not None and len(made.sites) > 0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from pipeline.report.exports import write_geoparquet
 log = logging.getLogger(__name__)
 
 TOTAL = "total"
+#: Period labels the index has a column for: a year or a quarter (``2024``, ``2025Q3``).
+_DATED = re.compile(r"\d{4}(Q[1-4])?")
 #: Simplification of an AOI's outline for the overview map (degrees, ~100 m at the equator).
 SIMPLIFY_DEG = 0.001
 
@@ -70,6 +73,9 @@ def index_entry(
             value = float(getattr(row, "amw_method_mined_ha", float("nan")))
             if pd.notna(value):
                 amw[str(row.period)] = round(value, 2)
+    total = round(sum(by_period.values()), 2)  # undated detections (period "") count here only
+    by_period = {p: v for p, v in by_period.items() if _DATED.fullmatch(p)}
+    amw = {p: v for p, v in amw.items() if _DATED.fullmatch(p)}
     ordered = sorted(by_period, key=_period_key)
     return {
         "aoi_id": aoi.aoi_id,
@@ -85,7 +91,7 @@ def index_entry(
         "scorecards": bool(scorecards),
         "mined_ha_by_period": {p: by_period[p] for p in ordered},
         "amw_method_ha_by_period": {p: amw[p] for p in sorted(amw, key=_period_key)},
-        "mined_ha": round(sum(by_period.values()), 2),
+        "mined_ha": total,
         "outline": overview_outline(aoi.geometry),
     }
 
@@ -111,7 +117,7 @@ def read_entries(out_dir: Path) -> list[dict[str, Any]]:
 
 def latest_period(entries: list[dict[str, Any]]) -> str | None:
     """The latest period any AOI has figures for (e.g. ``2025Q3``)."""
-    periods = {p for e in entries for p in e.get("mined_ha_by_period", {})}
+    periods = {p for e in entries for p in e.get("mined_ha_by_period", {}) if _DATED.fullmatch(p)}
     return max(periods, key=_period_key) if periods else None
 
 

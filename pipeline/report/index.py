@@ -107,7 +107,10 @@ def render_index(entries: list[dict[str, Any]], *, lang: str = "en", overview: s
     is the overview map's file name, shown above the table."""
     cat = catalogue(lang)
     latest = latest_period(entries)
-    periods = sorted({p for e in entries for p in e.get("mined_ha_by_period", {})}, key=_period_order)
+    periods = sorted(
+        {p for e in entries for p in e.get("mined_ha_by_period", {}) if _period_order(p) != (9999, 0)},
+        key=_period_order,
+    )
     heads = [
         cat.t("map.index_aoi"),
         cat.t("map.index_country"),
@@ -160,7 +163,8 @@ def _new(entry: dict[str, Any], latest: str | None) -> float:
 
 def _period_order(label: str) -> tuple[int, int]:
     year, _, quarter = label.partition("Q")
-    return (int(year), int(quarter or 0)) if year.isdigit() and (quarter or "0").isdigit() else (9999, 0)
+    dated = len(year) == 4 and year.isdigit() and (quarter or "0").isdigit()
+    return (int(year), int(quarter or 0)) if dated else (9999, 0)
 
 
 def write_index(out_dir: Path, *, lang: str = "en", current: dict[str, Any] | None = None) -> Path:
