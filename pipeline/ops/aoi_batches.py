@@ -1,7 +1,7 @@
 """AOI-level parallelism (issue 19): the night's AOIs that read no imagery (external detections
 and registries only: most of a basin-wide night) run in batches on the LocalCluster's worker
-processes, while the main process plans, records and runs the imagery AOIs (whose own Dask
-graphs use the same workers).
+processes, after the main process has run the imagery AOIs (whose own Dask graphs use the same
+workers); the main process plans every AOI and records each result.
 
 A batch is one task of up to ``run.aoi_batch`` AOIs, so ~240 small territories cost ~30 task
 round trips, not 240, and each worker reads and indexes the shared detection files once

@@ -258,8 +258,9 @@ class _Night:
         incremental: bool,
         force: bool,
     ) -> None:
-        """Plan every AOI, send those without imagery to the workers, compute the others
-        here meanwhile, and record each as it ends."""
+        """Plan every AOI, compute the imagery AOIs here first (their Dask graphs have the
+        cluster's workers to themselves), then the others in batches on the workers, and record
+        each as it ends."""
         here: list[Job] = []
         there: list[Job] = []
         for seq, aoi in enumerate(aois):
