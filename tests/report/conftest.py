@@ -3,7 +3,10 @@ one real run of the amapa-gold AOI on the sample data."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pytest
@@ -172,3 +175,27 @@ def real_run(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -> Pat
     )
     assert code == 0
     return out / "amapa-gold"
+
+
+@pytest.fixture
+def offline_page() -> Iterator[Callable[[Path], Any]]:
+    """Opens a local page in headless Chromium with every non-file request refused (skips
+    when Chromium or Playwright is missing); returns the Playwright page."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("no Chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+
+        def open_page(path: Path) -> Any:
+            page = browser.new_page()
+            local = ("file:", "data:")
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(local) else r.abort())
+            page.goto(path.as_uri())
+            return page
+
+        try:
+            yield open_page
+        finally:
+            browser.close()

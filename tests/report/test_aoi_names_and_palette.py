@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
+from collections.abc import Callable
 from email import message_from_bytes
 from email.header import decode_header, make_header
 from pathlib import Path
@@ -222,15 +222,12 @@ def test_turbid_water_has_its_own_colour_and_no_legend_colour_means_two_things(
 @pytest.mark.browser
 def test_turbid_water_and_mining_are_painted_differently_in_chromium(
     tmp_path: Path,
+    offline_page: Callable[[Path], Any],
     aoi_frame,
     with_turbid,
     flags,
     sites,  # type: ignore[no-untyped-def]
 ) -> None:
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip("no Chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
     path = write_map(
         tmp_path / "map.html",
         aoi=aoi_frame,
@@ -240,23 +237,16 @@ def test_turbid_water_and_mining_are_painted_differently_in_chromium(
         title="T",
         lang="pt",
     )
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
-        page.route(
-            "**/*", lambda r: r.continue_() if r.request.url.startswith(("file:", "data:")) else r.abort()
-        )
-        page.goto(path.as_uri())
-        page.wait_for_selector(".leaflet-container")
-        fills: list[Any] = page.evaluate(
-            "[...document.querySelectorAll('path.leaflet-interactive')]"
-            ".filter(e => e.getAttribute('fill-opacity') === '0.55').map(e => e.getAttribute('fill'))"
-        )
-        swatches: list[Any] = page.evaluate(
-            "[...document.querySelectorAll('#asm-legend i')].map(e => [getComputedStyle(e).backgroundColor,"
-            " e.parentElement.textContent])"
-        )
-        browser.close()
+    page = offline_page(path)
+    page.wait_for_selector(".leaflet-container")
+    fills: list[Any] = page.evaluate(
+        "[...document.querySelectorAll('path.leaflet-interactive')]"
+        ".filter(e => e.getAttribute('fill-opacity') === '0.55').map(e => e.getAttribute('fill'))"
+    )
+    swatches: list[Any] = page.evaluate(
+        "[...document.querySelectorAll('#asm-legend i')].map(e => [getComputedStyle(e).backgroundColor,"
+        " e.parentElement.textContent])"
+    )
     assert len(fills) == len(with_turbid) == 5
     assert fills.count(TURBID_COLOUR) == 1  # the one turbid river
     assert len(set(fills)) == 4  # 2019, 2020, 2021 mining and the turbid water: 4 colours

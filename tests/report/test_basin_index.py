@@ -4,12 +4,11 @@ undated detections counted in the totals but given no period column."""
 from __future__ import annotations
 
 import json
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytest
 from shapely.geometry import box
 
 from pipeline.core.records import Aoi
@@ -50,11 +49,9 @@ def _write(out: Path, entries: list[dict[str, Any]]) -> None:
         (out / e["aoi_id"] / "run.json").write_text(json.dumps({"index": e, "period": "all"}))
 
 
-def test_the_index_sorts_by_a_clicked_column_in_chromium(tmp_path: Path) -> None:
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip("no Chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
+def test_the_index_sorts_by_a_clicked_column_in_chromium(
+    tmp_path: Path, offline_page: Callable[[Path], Any]
+) -> None:
     entries = [
         _entry("a", {"2024": 10.0, "2025Q3": 2.0}, 7, name="<b>Alpha</b>"),
         _entry("b", {"2024": 1.0, "2025Q3": 30.0}, 12),
@@ -63,27 +60,15 @@ def test_the_index_sorts_by_a_clicked_column_in_chromium(tmp_path: Path) -> None
     _write(tmp_path, entries)
     page_path = write_index(tmp_path, lang="es")
     assert (tmp_path / "overview.html").is_file()
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
-        page.route(
-            "**/*", lambda r: r.continue_() if r.request.url.startswith(("file:", "data:")) else r.abort()
-        )
-        page.goto(page_path.as_uri())
-        first = page.evaluate(
-            "[...document.querySelectorAll('table.asm-index tbody tr')].map(r => r.cells[0].innerText)"
-        )
-        headers = page.evaluate("[...document.querySelectorAll('table.asm-index th')].map(h => h.innerText)")
-        flags_col = headers.index("Alertas")
-        page.click(f"table.asm-index th:nth-child({flags_col + 1})")
-        up = page.evaluate(
-            f"[...document.querySelectorAll('table.asm-index tbody tr')].map(r => r.cells[{flags_col}].innerText)"
-        )
-        page.click(f"table.asm-index th:nth-child({flags_col + 1})")
-        down = page.evaluate(
-            f"[...document.querySelectorAll('table.asm-index tbody tr')].map(r => r.cells[{flags_col}].innerText)"
-        )
-        browser.close()
+    page = offline_page(page_path)
+    rows = "[...document.querySelectorAll('table.asm-index tbody tr')]"
+    first = page.evaluate(f"{rows}.map(r => r.cells[0].innerText)")
+    headers = page.evaluate("[...document.querySelectorAll('table.asm-index th')].map(h => h.innerText)")
+    col = headers.index("Alertas")
+    page.click(f"table.asm-index th:nth-child({col + 1})")
+    up = page.evaluate(f"{rows}.map(r => r.cells[{col}].innerText)")
+    page.click(f"table.asm-index th:nth-child({col + 1})")
+    down = page.evaluate(f"{rows}.map(r => r.cells[{col}].innerText)")
     # first by new mining in the latest period (2025Q3): b (30), a (2), c (0)
     assert [t.split("\n")[0] for t in first] == ["B", "<b>Alpha</b>", "C"]  # the name shown as text
     assert up == ["3", "7", "12"] and down == ["12", "7", "3"]  # numbers sort as numbers
