@@ -44,7 +44,7 @@ def overview_outline(geometry: BaseGeometry) -> dict[str, Any]:
     return doc
 
 
-def _period_key(label: str) -> tuple[int, int]:
+def period_key(label: str) -> tuple[int, int]:
     """``2024`` < ``2025Q2`` < ``2025Q3``; unknown labels last."""
     try:
         year, _, quarter = label.partition("Q")
@@ -76,7 +76,7 @@ def index_entry(
     total = round(sum(by_period.values()), 2)  # undated detections (period "") count here only
     by_period = {p: v for p, v in by_period.items() if _DATED.fullmatch(p)}
     amw = {p: v for p, v in amw.items() if _DATED.fullmatch(p)}
-    ordered = sorted(by_period, key=_period_key)
+    ordered = sorted(by_period, key=period_key)
     return {
         "aoi_id": aoi.aoi_id,
         "name": aoi.name,
@@ -90,7 +90,7 @@ def index_entry(
         "flagged_ha": round(float(flagged_ha), 2),
         "scorecards": bool(scorecards),
         "mined_ha_by_period": {p: by_period[p] for p in ordered},
-        "amw_method_ha_by_period": {p: amw[p] for p in sorted(amw, key=_period_key)},
+        "amw_method_ha_by_period": {p: amw[p] for p in sorted(amw, key=period_key)},
         "mined_ha": total,
         "outline": overview_outline(aoi.geometry),
     }
@@ -115,10 +115,21 @@ def read_entries(out_dir: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def dated_periods(entries: list[dict[str, Any]]) -> list[str]:
+    """Every year / quarter any AOI has figures for, oldest first."""
+    periods = {p for e in entries for p in e.get("mined_ha_by_period", {}) if _DATED.fullmatch(p)}
+    return sorted(periods, key=period_key)
+
+
 def latest_period(entries: list[dict[str, Any]]) -> str | None:
     """The latest period any AOI has figures for (e.g. ``2025Q3``)."""
-    periods = {p for e in entries for p in e.get("mined_ha_by_period", {}) if _DATED.fullmatch(p)}
-    return max(periods, key=_period_key) if periods else None
+    periods = dated_periods(entries)
+    return periods[-1] if periods else None
+
+
+def new_in(entry: dict[str, Any], latest: str | None) -> float:
+    """The entry's new mining (ha, footprint) in the period ``latest``."""
+    return float((entry.get("mined_ha_by_period") or {}).get(latest, 0.0)) if latest else 0.0
 
 
 def write_basin_tables(out_dir: Path, entries: list[dict[str, Any]]) -> dict[str, Path]:

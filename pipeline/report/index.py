@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.atomic import write_text
-from pipeline.report.basin import latest_period, read_entries, write_basin_tables
+from pipeline.report.basin import dated_periods, latest_period, new_in, read_entries, write_basin_tables
 from pipeline.report.i18n import Catalogue, catalogue
 from pipeline.report.markup import esc, page
 from pipeline.report.overview_map import write_overview
@@ -69,7 +69,7 @@ def _row(e: dict[str, Any], *, periods: list[str], latest: str | None, cat: Cata
         link += f" · <a href='{esc(href)}'>{esc(cat.t('map.scorecard_link'))}</a>"
     by_period = e.get("mined_ha_by_period") or {}
     sev = e.get("flags_by_severity") or {}
-    new = _new(e, latest)
+    new = new_in(e, latest)
     amw_by_period = e.get("amw_method_ha_by_period") or {}
     amw = sum(float(v) for v in amw_by_period.values()) if amw_by_period else None
     protection = e.get("protection")
@@ -107,10 +107,7 @@ def render_index(entries: list[dict[str, Any]], *, lang: str = "en", overview: s
     is the overview map's file name, shown above the table."""
     cat = catalogue(lang)
     latest = latest_period(entries)
-    periods = sorted(
-        {p for e in entries for p in e.get("mined_ha_by_period", {}) if _period_order(p) != (9999, 0)},
-        key=_period_order,
-    )
+    periods = dated_periods(entries)
     heads = [
         cat.t("map.index_aoi"),
         cat.t("map.index_country"),
@@ -127,17 +124,13 @@ def render_index(entries: list[dict[str, Any]], *, lang: str = "en", overview: s
         cat.t("map.index_low"),
         cat.t("map.index_flagged_ha"),
     ]
-    ordered = sorted(
-        entries, key=lambda e: (-float((e.get("mined_ha_by_period") or {}).get(latest, 0.0)), e["aoi_id"])
-    )
+    ordered = sorted(entries, key=lambda e: (-new_in(e, latest), e["aoi_id"]))
     rows = "".join(_row(e, periods=periods, latest=latest, cat=cat, lang=lang) for e in ordered)
     summary = cat.t(
         "map.index_summary",
         n=len(entries),
         flags=sum(int(e.get("flags", 0)) for e in entries),
-        new=cat.number(
-            sum(float((e.get("mined_ha_by_period") or {}).get(latest, 0.0)) for e in entries), spec=",.0f"
-        ),
+        new=cat.number(sum(new_in(e, latest) for e in entries), spec=",.0f"),
         period=latest or "-",
     )
     frame = (
@@ -154,17 +147,6 @@ def render_index(entries: list[dict[str, Any]], *, lang: str = "en", overview: s
         + f"</tr></thead><tbody>{rows}</tbody></table><script>{_SORT_JS}</script>"
     )
     return page(title=cat.t("map.index_title"), body=body, lang=lang)
-
-
-def _new(entry: dict[str, Any], latest: str | None) -> float:
-    """The entry's new mining in the latest period (ha)."""
-    return float((entry.get("mined_ha_by_period") or {}).get(latest, 0.0)) if latest else 0.0
-
-
-def _period_order(label: str) -> tuple[int, int]:
-    year, _, quarter = label.partition("Q")
-    dated = len(year) == 4 and year.isdigit() and (quarter or "0").isdigit()
-    return (int(year), int(quarter or 0)) if dated else (9999, 0)
 
 
 def write_index(out_dir: Path, *, lang: str = "en", current: dict[str, Any] | None = None) -> Path:

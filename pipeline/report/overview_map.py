@@ -19,7 +19,7 @@ from shapely.geometry.base import BaseGeometry
 from pipeline.core.atomic import write_text
 from pipeline.core.records import WGS84
 from pipeline.report.assets import assert_offline, inline_head
-from pipeline.report.basin import SIMPLIFY_DEG, latest_period
+from pipeline.report.basin import SIMPLIFY_DEG, latest_period, new_in
 from pipeline.report.i18n import catalogue
 from pipeline.report.map_elements import FeatureHtml
 from pipeline.report.map_html import MAP_CSS
@@ -50,7 +50,7 @@ def _outlines(
         outline = _outline(out_dir, e)
         if outline is None:
             continue
-        new = float((e.get("mined_ha_by_period") or {}).get(latest, 0.0)) if latest else 0.0
+        new = new_in(e, latest)
         name = (e.get("names") or {}).get(lang) or e["name"]
         tip = (
             f"<b>{esc(name)}</b> ({esc(e.get('country'))})<br>"
